@@ -1,0 +1,39 @@
+"""Server-side aggregation: FedAvg's example-weighted average of model states."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+StateDict = dict[str, torch.Tensor]
+
+
+def weighted_average(states: Sequence[StateDict], weights: Sequence[float]) -> StateDict:
+    """Average state dicts with weights ``w_k / sum(w)`` (FedAvg with ``w_k = n_k``).
+
+    Floating tensors are averaged in float64 and cast back to their dtype; integer
+    buffers (BatchNorm's ``num_batches_tracked``) get the rounded weighted average.
+    Keys, shapes and dtypes must agree across states.
+    """
+    if not states:
+        raise ValueError("cannot average zero models")
+    if len(states) != len(weights):
+        raise ValueError(f"{len(states)} states but {len(weights)} weights")
+    total = float(sum(weights))
+    if not total > 0 or any(w < 0 for w in weights):
+        raise ValueError(f"weights must be non-negative with a positive sum, got {weights}")
+    keys = list(states[0].keys())
+    out: StateDict = {}
+    for key in keys:
+        ref = states[0][key]
+        acc = torch.zeros(ref.shape, dtype=torch.float64)
+        for s, w in zip(states, weights, strict=True):
+            t = s[key]
+            if t.shape != ref.shape:
+                raise ValueError(
+                    f"shape mismatch for {key}: {tuple(t.shape)} vs {tuple(ref.shape)}"
+                )
+            acc += t.detach().cpu().to(torch.float64) * (w / total)
+        out[key] = acc.round().to(ref.dtype) if not ref.is_floating_point() else acc.to(ref.dtype)
+    return out

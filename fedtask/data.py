@@ -1,0 +1,224 @@
+"""Dataset readers: MNIST-format IDX directories, CIFAR-10 pickles and ``.npz`` files.
+
+Every reader loads the whole split once into tensors and returns an :class:`ArrayDataset`
+whose images are already normalised (per-channel mean/std of the training split), so the
+training and inversion hot paths only index tensors. No per-sample Python transforms.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing or malformed; the message names the path and the fix."""
+
+
+class ArrayDataset(Dataset):
+    """Images and labels held as two tensors; indexing returns ``(x[i], y[i])``.
+
+    ``mean``/``std`` are the per-channel statistics used to normalise ``x``: the inversion
+    engine uses them to keep synthetic images inside the valid pixel range.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        classes: tuple[str, ...],
+    ) -> None:
+        if x.shape[0] != y.shape[0]:
+            raise DatasetError(f"{x.shape[0]} images but {y.shape[0]} labels")
+        self.x, self.y = x, y.long()
+        self.mean, self.std, self.classes = tuple(mean), tuple(std), tuple(classes)
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x.shape[1:])  # type: ignore[return-value]
+
+    def subset(self, indices: np.ndarray | torch.Tensor) -> ArrayDataset:
+        """A new dataset holding the rows at ``indices`` (copied, same normalisation)."""
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        return ArrayDataset(self.x[idx], self.y[idx], self.mean, self.std, self.classes)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A dataset's train and test split."""
+
+    train: ArrayDataset
+    test: ArrayDataset
+
+
+def _normalise(
+    train_u8: np.ndarray, test_u8: np.ndarray, classes: tuple[str, ...], ytr, yte
+) -> Splits:
+    """uint8 NCHW arrays -> float tensors standardised with the train split's statistics."""
+    xtr = torch.from_numpy(np.ascontiguousarray(train_u8).copy()).float().div_(255.0)
+    xte = torch.from_numpy(np.ascontiguousarray(test_u8).copy()).float().div_(255.0)
+    mean = xtr.mean(dim=(0, 2, 3))
+    std = xtr.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    view = (1, -1, 1, 1)
+    xtr.sub_(mean.view(view)).div_(std.view(view))
+    xte.sub_(mean.view(view)).div_(std.view(view))
+    m, s = tuple(mean.tolist()), tuple(std.tolist())
+    return Splits(
+        ArrayDataset(xtr, torch.from_numpy(np.asarray(ytr, dtype=np.int64)), m, s, classes),
+        ArrayDataset(xte, torch.from_numpy(np.asarray(yte, dtype=np.int64)), m, s, classes),
+    )
+
+
+# ----------------------------------------------------------------------------- IDX
+def _find(directory: Path, stem: str, hint: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    raise DatasetError(f"missing file {directory / stem}[.gz]. {hint}")
+
+
+def _read_idx(path: Path, hint: str) -> np.ndarray:
+    """Parse one IDX file (optionally gzipped) into a numpy array."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DatasetError(f"cannot read {path}: {e}. {hint}") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DatasetError(f"{path} is not an unsigned-byte IDX file (bad magic). {hint}")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) != header + int(np.prod(dims)):
+        raise DatasetError(f"{path} is truncated: header says {dims}. {hint}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def load_idx_dir(directory: str | Path, classes: tuple[str, ...] | None = None) -> Splits:
+    """Read an MNIST-format directory (``train-images-idx3-ubyte[.gz]`` and friends)."""
+    d = Path(directory)
+    hint = (
+        "For Fashion-MNIST install the Debian package: "
+        "`apt-get install -y dataset-fashion-mnist` (files land in "
+        f"{FASHION_MNIST_DIR}); for another dataset set data.path to its IDX directory."
+    )
+    if not d.is_dir():
+        raise DatasetError(f"dataset directory {d} does not exist. {hint}")
+    arrays = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        xi = _read_idx(_find(d, f"{prefix}-images-idx3-ubyte", hint), hint)
+        yi = _read_idx(_find(d, f"{prefix}-labels-idx1-ubyte", hint), hint)
+        if xi.ndim != 3 or yi.ndim != 1 or xi.shape[0] != yi.shape[0]:
+            raise DatasetError(f"{d}: {split} images {xi.shape} do not match labels {yi.shape}")
+        arrays[split] = (xi[:, None, :, :], yi)
+    n_cls = int(max(arrays["train"][1].max(), arrays["test"][1].max())) + 1
+    names = classes if classes and len(classes) == n_cls else tuple(map(str, range(n_cls)))
+    return _normalise(arrays["train"][0], arrays["test"][0], names, arrays["train"][1],
+                      arrays["test"][1])  # fmt: skip
+
+
+# --------------------------------------------------------------------------- CIFAR
+def load_cifar10_dir(directory: str | Path) -> Splits:
+    """Read the CIFAR-10 python version (``data_batch_1..5``, ``test_batch``)."""
+    d = Path(directory)
+    hint = (
+        "Expected the 'CIFAR-10 python version' directory (cifar-10-batches-py) with "
+        "data_batch_1..5 and test_batch; set data.path to it."
+    )
+
+    def batch(name: str) -> tuple[np.ndarray, np.ndarray]:
+        path = d / name
+        if not path.is_file():
+            raise DatasetError(f"missing file {path}. {hint}")
+        try:
+            with open(path, "rb") as f:
+                obj = pickle.load(f, encoding="bytes")
+            x = np.asarray(obj[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            y = np.asarray(obj[b"labels"], dtype=np.int64)
+        except (pickle.UnpicklingError, KeyError, ValueError, EOFError) as e:
+            raise DatasetError(f"{path} is not a CIFAR-10 batch: {e}. {hint}") from e
+        return x, y
+
+    parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
+    xte, yte = batch("test_batch")
+    xtr = np.concatenate([p[0] for p in parts])
+    ytr = np.concatenate([p[1] for p in parts])
+    return _normalise(xtr, xte, CIFAR10_CLASSES, ytr, yte)
+
+
+# ----------------------------------------------------------------------------- NPZ
+def load_npz(train_path: str | Path, test_path: str | Path) -> Splits:
+    """Read two ``.npz`` files holding ``x`` (N,H,W or N,C,H,W; uint8 or [0,1] floats) and ``y``."""
+
+    def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+        hint = "Each .npz must hold arrays 'x' (N,H,W or N,C,H,W) and 'y' (N,)."
+        if not path.is_file():
+            raise DatasetError(f"missing file {path}. {hint}")
+        try:
+            with np.load(path) as z:
+                x, y = z["x"], z["y"]
+        except (KeyError, ValueError, OSError) as e:
+            raise DatasetError(f"cannot read {path}: {e}. {hint}") from e
+        if x.ndim == 3:
+            x = x[:, None]
+        if x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
+            raise DatasetError(f"{path}: x {x.shape} / y {y.shape} are not N images + N labels")
+        if x.dtype != np.uint8:
+            x = np.clip(np.rint(x.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+        return x, y.astype(np.int64)
+
+    xtr, ytr = read(Path(train_path))
+    xte, yte = read(Path(test_path))
+    n_cls = int(max(ytr.max(), yte.max())) + 1
+    return _normalise(xtr, xte, tuple(map(str, range(n_cls))), ytr, yte)
+
+
+DATASETS = ("fashion-mnist", "idx", "cifar10", "npz")
+
+
+@lru_cache(maxsize=4)
+def load_dataset(name: str, path: str = "", test_path: str = "") -> Splits:
+    """Load a dataset by name once per process (cached).
+
+    ``fashion-mnist`` reads ``path`` or the Debian default; ``idx`` any MNIST-format
+    directory; ``cifar10`` a CIFAR-10 python directory; ``npz`` a train file ``path`` and a
+    test file ``test_path``.
+    """
+    if name == "fashion-mnist":
+        return load_idx_dir(path or FASHION_MNIST_DIR, FASHION_MNIST_CLASSES)
+    if name == "idx":
+        return load_idx_dir(path)
+    if name == "cifar10":
+        return load_cifar10_dir(path)
+    if name == "npz":
+        return load_npz(path, test_path)
+    raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

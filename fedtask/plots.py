@@ -1,0 +1,99 @@
+"""PNG figures for a run directory (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def plot_label_mix(counts: np.ndarray, classes: Sequence[str], path: Path) -> None:
+    """Stacked bars: samples per class for every client."""
+    n_clients, n_cls = counts.shape
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * n_clients + 2), 4))
+    bottom = np.zeros(n_clients)
+    cmap = plt.get_cmap("tab10" if n_cls <= 10 else "tab20")
+    for c in range(n_cls):
+        ax.bar(range(n_clients), counts[:, c], bottom=bottom, color=cmap(c % cmap.N),
+               label=str(classes[c]))  # fmt: skip
+        bottom += counts[:, c]
+    ax.set_xlabel("client (partition-id)")
+    ax.set_ylabel("training samples")
+    ax.set_xticks(range(n_clients))
+    ax.set_title("Label mix per client")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_accuracy(rows: Sequence[dict], path: Path) -> None:
+    """Global accuracy and the client mean / worst-10% / best-10% per round."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    r = [row["round"] for row in rows]
+    ax.plot(r, [row["global_accuracy"] for row in rows], "o-", label="global test")
+    if rows and "client_acc_mean" in rows[-1]:
+        ax.plot(r, [row.get("client_acc_mean") for row in rows], "s--", label="client mean")
+        ax.fill_between(r, [row.get("client_acc_worst10") for row in rows],
+                        [row.get("client_acc_best10") for row in rows], alpha=0.2,
+                        label="client worst-10% .. best-10%")  # fmt: skip
+    ax.set_xlabel("round")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_client_spread(rows: Sequence[dict], path: Path) -> None:
+    """Box plot of per-client accuracy per round."""
+    rows = [row for row in rows if row.get("client_accuracies")]
+    fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(rows) + 2), 4))
+    if rows:
+        ax.boxplot([row["client_accuracies"] for row in rows],
+                   positions=[row["round"] for row in rows])  # fmt: skip
+    ax.set_xlabel("round")
+    ax.set_ylabel("per-client accuracy (own test set)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def save_image_grid(
+    x: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    path: Path,
+    per_class: int = 8,
+) -> None:
+    """Grid of images (N,C,H,W, normalised), one row per class, up to ``per_class`` each."""
+    n_cls = len(classes)
+    fig, axes = plt.subplots(n_cls, per_class, figsize=(per_class * 0.9, n_cls * 0.95))
+    axes = np.atleast_2d(axes)
+    m = np.asarray(mean).reshape(1, -1, 1, 1)
+    s = np.asarray(std).reshape(1, -1, 1, 1)
+    img = np.clip(x * s + m, 0, 1)
+    for c in range(n_cls):
+        idx = np.flatnonzero(labels == c)[:per_class]
+        for j in range(per_class):
+            ax = axes[c, j]
+            ax.axis("off")
+            if j < len(idx):
+                im = img[idx[j]].transpose(1, 2, 0)
+                ax.imshow(im.squeeze(-1) if im.shape[-1] == 1 else im, cmap="gray",
+                          vmin=0, vmax=1)  # fmt: skip
+        axes[c, 0].set_title(str(classes[c])[:12], fontsize=6, loc="left")
+    fig.tight_layout(pad=0.2)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,82 @@
+"""A self-describing run directory: config, per-round metrics, models, plots, images."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from fedtask.config import ExperimentConfig
+from fedtask.plots import plot_accuracy, plot_client_spread
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+class RunDir:
+    """Writes ``config.yaml``, ``meta.json``, ``metrics.jsonl``/``.csv``, plots and models."""
+
+    def __init__(self, cfg: ExperimentConfig, root: str | Path | None = None) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = Path(root if root is not None else cfg.output.root).resolve()
+        path = base / f"{stamp}-{cfg.name}-{cfg.algorithm}"
+        suffix = 1
+        while path.exists():
+            suffix += 1
+            path = base / f"{stamp}-{cfg.name}-{cfg.algorithm}-{suffix}"
+        self.path = path
+        (path / "plots").mkdir(parents=True)
+        self.rows: list[dict[str, Any]] = []
+        (path / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        self.write_json("meta.json", {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "host": platform.node(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cuda": torch.cuda.is_available(),
+            "pid": os.getpid(),
+        })  # fmt: skip
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        """Write ``obj`` as pretty JSON to ``name`` inside the run directory."""
+        p = self.path / name
+        p.write_text(json.dumps(obj, indent=2, default=str))
+        return p
+
+    def log_round(self, row: dict[str, Any]) -> None:
+        """Append one round's metrics to metrics.jsonl and rewrite metrics.csv and plots."""
+        row = {k: _jsonable(v) for k, v in row.items()}
+        self.rows.append(row)
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        scalar_keys: list[str] = []
+        for r in self.rows:
+            scalar_keys += [k for k, v in r.items()
+                            if not isinstance(v, list) and k not in scalar_keys]  # fmt: skip
+        with open(self.path / "metrics.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=scalar_keys, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(self.rows)
+        plot_accuracy(self.rows, self.path / "plots" / "accuracy.png")
+        plot_client_spread(self.rows, self.path / "plots" / "client_spread.png")
+
+    def save_model(self, state: dict[str, torch.Tensor], name: str = "model_final.pt") -> Path:
+        """Save a state dict atomically (write to a temp file, then rename)."""
+        p = self.path / name
+        tmp = p.with_suffix(p.suffix + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, p)
+        return p
