@@ -75,6 +75,7 @@ class ServerConfig:
 
     min_train_nodes: int | None = None  # default: every partition, every round
     round_timeout: float = 3600.0
+    connect_timeout: float = 300.0  # how long to wait for all SuperNodes to connect
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,7 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
         f"server.min_train_nodes: must be in 1..{p.num_partitions} or null, got {m}",
     )
     need(cfg.server.round_timeout > 0, "server.round_timeout: must be > 0 seconds")
+    need(cfg.server.connect_timeout > 0, "server.connect_timeout: must be > 0 seconds")
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
     return cfg

@@ -40,7 +40,7 @@ def main(grid: Grid, context: Context) -> None:
           f"parameters, {cfg.rounds} rounds", flush=True)  # fmt: skip
     device = get_device()
     strategy = build_strategy(cfg)
-    wait_for_nodes(grid, cfg.partition.num_partitions, timeout=cfg.server.round_timeout)
+    wait_for_nodes(grid, cfg.partition.num_partitions, timeout=cfg.server.connect_timeout)
 
     def on_round(server_round: int, arrays, seconds: float, train_metrics, eval_metrics) -> None:
         model.load_state_dict(record_to_state(arrays))

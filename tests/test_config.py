@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fedtask.config import ConfigError, config_from_run_config, load_config, parse_overrides
+from fedtask.federation import build_federation
+from fedtask.partition import PartitionError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_default_experiment_matches_the_issue():
+    cfg = load_config("configs/default.yaml", base_dir=ROOT)
+    assert cfg.data.dataset == "fashion-mnist" and cfg.partition.num_partitions == 10
+    assert cfg.partition.name == "dirichlet" and cfg.partition.alpha == 0.1
+    assert cfg.model.name == "cnn" and cfg.train.local_epochs == 1
+    assert (cfg.train.batch_size, cfg.train.lr, cfg.train.momentum) == (32, 0.01, 0.9)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_experiment_validates(path):
+    load_config(path)
+
+
+def test_overrides_are_typed_and_nested():
+    assert parse_overrides("rounds=3 train.lr=0.05 data.train_subset=null name=x") == {
+        "rounds": 3, "train": {"lr": 0.05}, "data": {"train_subset": None}, "name": "x",
+    }  # fmt: skip
+    cfg = load_config("configs/default.yaml", "rounds=3 algorithm=fedprox fedprox.mu=0.1", ROOT)
+    assert (cfg.rounds, cfg.algorithm, cfg.fedprox.mu) == (3, "fedprox", 0.1)
+    cfg = config_from_run_config(
+        {"experiment": "configs/default.yaml", "overrides": "train.lr=1"}, ROOT
+    )
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+
+
+def test_all_problems_reported_at_once_with_keys():
+    with pytest.raises(ConfigError) as e:
+        load_config(None, "rounds=0 algorithm=fedsgd train.lr=-1 partition.alpha=0 "
+                          "train.batch_size=abc partition.bogus=1 model.name=vgg")  # fmt: skip
+    msg = str(e.value)
+    for needle in ("train.batch_size: expected int", "partition.bogus: unknown key"):
+        assert needle in msg
+    with pytest.raises(ConfigError) as e:
+        load_config(None, "rounds=0 algorithm=fedsgd train.lr=-1 partition.alpha=0 model.name=vgg")
+    msg = str(e.value)
+    for needle in ("rounds: must be >= 1", "algorithm: 'fedsgd'", "train.lr: must be > 0",
+                   "partition.alpha: must be > 0", "model.name: 'vgg'"):  # fmt: skip
+        assert needle in msg
+
+
+def test_bad_files_and_keys(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("rounds: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="dotted.key=value"):
+        parse_overrides("rounds")
+    with pytest.raises(ConfigError, match="unknown run-config keys"):
+        config_from_run_config({"experiment": "", "lr": 1}, ROOT)
+
+
+def test_impossible_partition_fails_before_training(tmp_path):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "partition": {"name": "pathological", "num_classes_per_partition": 12},
+    }))  # fmt: skip
+    cfg = load_config(tmp_path / "c.yaml")
+    with pytest.raises(PartitionError, match="num_classes_per_partition must be in 1..10"):
+        build_federation(cfg)

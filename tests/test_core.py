@@ -1,0 +1,93 @@
+"""FedAvg weighting, the FedProx term, fairness metrics and local training, without Flower."""
+
+import math
+
+import pytest
+import torch
+
+from fedtask.aggregation import weighted_average
+from fedtask.metrics import fairness_summary
+from fedtask.models import build_model, num_parameters
+from fedtask.training import TrainConfig, evaluate, proximal_term, train_local
+
+
+def test_fedavg_weights_by_examples_exactly():
+    a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(10)}
+    b = {"w": torch.tensor([4.0, 8.0]), "n": torch.tensor(20)}
+    out = weighted_average([a, b], [100, 300])
+    assert torch.equal(out["w"], torch.tensor([3.25, 6.5]))  # (1*1 + 3*4)/4, (2 + 24)/4
+    assert out["n"].dtype == torch.int64 and int(out["n"]) == 18  # round(17.5) -> 18
+    with pytest.raises(ValueError, match="shape mismatch"):
+        weighted_average([a, {"w": torch.zeros(3), "n": torch.tensor(1)}], [1, 1])
+    with pytest.raises(ValueError, match="positive sum"):
+        weighted_average([a], [0])
+
+
+def test_fedavg_of_identical_models_is_identity():
+    m = build_model("cnn", 1, 10)
+    s = m.state_dict()
+    out = weighted_average([s, s, s], [1, 5, 9])
+    assert all(torch.allclose(out[k].float(), s[k].float()) for k in s)
+    assert {k: v.dtype for k, v in out.items()} == {k: v.dtype for k, v in s.items()}
+
+
+def test_proximal_term_value_and_gradient():
+    lin = torch.nn.Linear(2, 1, bias=True)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 2.0]]))
+        lin.bias.fill_(3.0)
+    anchor = [torch.zeros(1, 2), torch.tensor([1.0])]
+    term = proximal_term(lin, anchor)
+    assert math.isclose(float(term.detach()), 0.5 * (1 + 4 + 4))
+    term.backward()
+    assert torch.equal(lin.weight.grad, torch.tensor([[1.0, 2.0]]))  # d/dw = w - w_global
+    assert torch.equal(lin.bias.grad, torch.tensor([2.0]))
+
+
+def test_fedprox_keeps_weights_closer_to_global():
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 1, 28, 28), torch.randint(0, 10, (256,))
+    ds = torch.utils.data.TensorDataset(x, y)  # any Dataset is accepted
+    base = build_model("cnn", 1, 10)
+    start = [p.detach().clone() for p in base.parameters()]
+    dists = {}
+    for mu in (0.0, 1.0):
+        m = build_model("cnn", 1, 10)
+        m.load_state_dict(base.state_dict())
+        train_local(m, ds, TrainConfig(local_epochs=2, lr=0.05), seed=1, prox_mu=mu)
+        dists[mu] = float(proximal_term(m, start))
+    assert dists[1.0] < 0.8 * dists[0.0]
+
+
+def test_fairness_summary():
+    s = fairness_summary([0.1, 0.5, 0.9, 0.7, 0.3, 0.6, 0.8, 0.4, 0.2, 1.0])
+    assert math.isclose(s["client_acc_mean"], 0.55)
+    assert math.isclose(s["client_acc_std"], math.sqrt(0.0825))
+    assert s["client_acc_worst10"] == 0.1 and s["client_acc_best10"] == 1.0
+    s20 = fairness_summary([0.0, 1.0] + [0.5] * 18)  # 10% of 20 clients = 2 clients
+    assert s20["client_acc_worst10"] == 0.25 and s20["client_acc_best10"] == 0.75
+    with pytest.raises(ValueError):
+        fairness_summary([])
+
+
+def test_models_have_batchnorm_and_expected_size():
+    cnn = build_model("cnn", 1, 10)
+    assert 350_000 < num_parameters(cnn) < 450_000
+    assert cnn(torch.randn(4, 1, 28, 28)).shape == (4, 10)
+    res = build_model("resnet", 3, 10)
+    assert res(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    for m in (cnn, res):
+        assert any(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())
+    with pytest.raises(ValueError, match="choose one of"):
+        build_model("vgg", 1, 10)
+
+
+def test_local_training_learns_real_data():
+    from fedtask.data import load_dataset
+
+    s = load_dataset("fashion-mnist")
+    torch.manual_seed(0)
+    m = build_model("cnn", 1, 10)
+    train_local(m, s.train.subset(range(3000)), TrainConfig(), seed=0)
+    ev = evaluate(m, s.test.subset(range(1000)), num_classes=10)
+    assert ev["accuracy"] > 0.6 and len(ev["per_class_accuracy"]) == 10
