@@ -11,12 +11,30 @@ from fedtask.federation import build_federation
 from fedtask.flower import experiment_config, partition_of, record_to_state, state_to_record
 from fedtask.models import build_model, get_device
 from fedtask.training import evaluate, train_local
+from inversion.pool import SyntheticPool
+from inversion.zdac import zdac_augment
 
 app = ClientApp()
+POOL_KEY = "zdac-pool"
+PREVIEW_PER_CLASS = 2
 
 
-def _model_from(msg: Message, cfg: ExperimentConfig, in_channels: int, num_classes: int
-                ) -> torch.nn.Module:  # fmt: skip
+def _load_pool(context: Context) -> SyntheticPool:
+    rec = context.state.array_records.get(POOL_KEY)
+    return SyntheticPool.from_state(record_to_state(rec) if rec is not None else {})
+
+
+def _preview(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict[str, list[float]]:
+    """A few synthetic samples per class, flattened, for the server's image grid."""
+    keep = torch.cat(
+        [torch.nonzero(y == c).flatten()[:PREVIEW_PER_CLASS] for c in range(num_classes)]
+    )
+    return {"preview-x": x[keep].flatten().tolist(), "preview-y": y[keep].float().tolist()}
+
+
+def _model_from(
+    msg: Message, cfg: ExperimentConfig, in_channels: int, num_classes: int
+) -> torch.nn.Module:
     model = build_model(cfg.model.name, in_channels, num_classes)
     model.load_state_dict(record_to_state(msg.content["arrays"]))
     return model
@@ -32,20 +50,52 @@ def train(msg: Message, context: Context) -> Message:
     model = _model_from(msg, cfg, fed.train.input_shape[0], fed.train.num_classes)
     config = msg.content["config"]
     server_round = int(config["server-round"])
+    seed = (cfg.seed * 1_000_003 + server_round) * 1_009 + pid
+    device = get_device()
+    counts = fed.counts[pid]
+    extra: dict = {}
+    synthetic = None
+    if cfg.algorithm in ("zdac", "zda"):
+        pool = _load_pool(context)
+        t = fed.train
+        outcome = zdac_augment(
+            model,
+            counts,
+            cfg.zdac,
+            pool,
+            server_round,
+            input_shape=t.input_shape,
+            mean=t.mean,
+            std=t.std,
+            device=device,
+            seed=seed,
+        )
+        synthetic = outcome.synthetic
+        extra |= outcome.metrics
+        if not pool.is_empty():
+            context.state[POOL_KEY] = state_to_record(pool.state())
+            if pid == cfg.zdac.preview_client and synthetic is not None:
+                extra |= _preview(synthetic.x, synthetic.y, t.num_classes)
+    if cfg.algorithm in ("zdas", "zda") and cfg.zdas.use_label_counts:
+        extra["label-counts"] = [int(c) for c in counts]  # the client opted in to share these
     stats = train_local(
         model,
         trainset,
         cfg.train,
-        device=get_device(),
-        seed=(cfg.seed * 1_000_003 + server_round) * 1_009 + pid,
+        device=device,
+        seed=seed,
         prox_mu=float(config.get("proximal-mu", 0.0)),
+        synthetic=synthetic,
     )
-    metrics = MetricRecord({
-        "num-examples": stats.num_examples,
-        "partition-id": pid,
-        "loss": stats.loss,
-        "seconds": stats.seconds,
-    })  # fmt: skip
+    metrics = MetricRecord(
+        {
+            "num-examples": stats.num_examples,
+            "partition-id": pid,
+            "loss": stats.loss,
+            "seconds": stats.seconds,
+            **extra,
+        }
+    )
     content = RecordDict({"arrays": state_to_record(model.state_dict()), "metrics": metrics})
     return Message(content=content, reply_to=msg)
 
@@ -59,10 +109,12 @@ def evaluate_local(msg: Message, context: Context) -> Message:
     _, testset = fed.client_datasets(pid)
     model = _model_from(msg, cfg, fed.train.input_shape[0], fed.train.num_classes)
     ev = evaluate(model, testset, device=get_device())
-    metrics = MetricRecord({
-        "num-examples": len(testset),
-        "partition-id": pid,
-        "accuracy": float(ev["accuracy"]),
-        "loss": float(ev["loss"]),
-    })  # fmt: skip
+    metrics = MetricRecord(
+        {
+            "num-examples": len(testset),
+            "partition-id": pid,
+            "accuracy": float(ev["accuracy"]),
+            "loss": float(ev["loss"]),
+        }
+    )
     return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)

@@ -21,8 +21,12 @@ from fedtask.data import DATASETS
 from fedtask.models import MODELS
 from fedtask.partition import PARTITIONERS
 from fedtask.training import TrainConfig
+from inversion.allocation import ALLOCATIONS
+from inversion.engine import InversionConfig
+from inversion.zdac import ZdacConfig
+from inversion.zdas import ZdasConfig
 
-ALGORITHMS = ("fedavg", "fedprox")
+ALGORITHMS = ("fedavg", "fedprox", "zdac", "zdas", "zda")
 
 
 class ConfigError(ValueError):
@@ -64,9 +68,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class FedProxConfig:
-    """FedProx's proximal weight (also used by ZDA modes composed with FedProx)."""
+    """FedProx's proximal weight; ``compose_with_zda`` adds the term to zdac/zdas/zda too."""
 
     mu: float = 0.01
+    compose_with_zda: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,8 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     fedprox: FedProxConfig = field(default_factory=FedProxConfig)
+    zdac: ZdacConfig = field(default_factory=ZdacConfig)
+    zdas: ZdasConfig = field(default_factory=ZdasConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -234,6 +241,22 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
     need(0 <= t.momentum < 1, f"train.momentum: must be in [0, 1), got {t.momentum}")
     need(t.weight_decay >= 0, "train.weight_decay: must be >= 0")
     need(cfg.fedprox.mu >= 0, f"fedprox.mu: must be >= 0, got {cfg.fedprox.mu}")
+    for side in ("zdac", "zdas"):
+        _check_inversion(getattr(cfg, side).inversion, f"{side}.inversion.", need)
+        z = getattr(cfg, side)
+        need(z.start_round >= 1, f"{side}.start_round: must be >= 1, got {z.start_round}")
+        need(z.pool_max_age >= 0, f"{side}.pool_max_age: must be >= 0")
+        need(z.kd_weight >= 0, f"{side}.kd_weight: must be >= 0")
+        need(z.kd_temperature > 0, f"{side}.kd_temperature: must be > 0")
+    zc, zs = cfg.zdac, cfg.zdas
+    need(zc.allocation in ALLOCATIONS, f"zdac.allocation: {zc.allocation!r} not in {ALLOCATIONS}")
+    need(zc.budget >= 0, f"zdac.budget: must be >= 0 (ratio < 1 or a count), got {zc.budget}")
+    need(zc.synthetic_weight >= 0, "zdac.synthetic_weight: must be >= 0")
+    need(zs.samples_per_client >= 1, "zdas.samples_per_client: must be >= 1")
+    need(zs.finetune_epochs >= 0, "zdas.finetune_epochs: must be >= 0")
+    need(zs.finetune_lr > 0, "zdas.finetune_lr: must be > 0")
+    need(zs.finetune_batch_size >= 2, "zdas.finetune_batch_size: must be >= 2 (BatchNorm)")
+    need(0 <= zs.finetune_momentum < 1, "zdas.finetune_momentum: must be in [0, 1)")
     m = cfg.server.min_train_nodes
     need(
         m is None or 1 <= m <= p.num_partitions,
@@ -244,6 +267,16 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
     return cfg
+
+
+def _check_inversion(inv: InversionConfig, prefix: str, need) -> None:
+    need(inv.steps >= 0 and inv.warm_steps >= 0, f"{prefix}steps/warm_steps: must be >= 0")
+    need(inv.lr > 0, f"{prefix}lr: must be > 0, got {inv.lr}")
+    need(inv.batch_size >= 2, f"{prefix}batch_size: must be >= 2 (BatchNorm statistics)")
+    for k in ("ce", "bn", "first_bn_multiplier", "tv_l1", "tv_l2", "l2", "adi"):
+        need(getattr(inv, k) >= 0, f"{prefix}{k}: must be >= 0, got {getattr(inv, k)}")
+    need(inv.adi_temperature > 0, f"{prefix}adi_temperature: must be > 0")
+    need(inv.jitter >= 0, f"{prefix}jitter: must be >= 0")
 
 
 def config_from_run_config(run_config: dict[str, Any], base_dir: str | Path) -> ExperimentConfig:

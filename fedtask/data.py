@@ -19,12 +19,29 @@ from torch.utils.data import Dataset
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 
 class DatasetError(ValueError):
@@ -142,8 +159,9 @@ def load_idx_dir(directory: str | Path, classes: tuple[str, ...] | None = None) 
         arrays[split] = (xi[:, None, :, :], yi)
     n_cls = int(max(arrays["train"][1].max(), arrays["test"][1].max())) + 1
     names = classes if classes and len(classes) == n_cls else tuple(map(str, range(n_cls)))
-    return _normalise(arrays["train"][0], arrays["test"][0], names, arrays["train"][1],
-                      arrays["test"][1])  # fmt: skip
+    return _normalise(
+        arrays["train"][0], arrays["test"][0], names, arrays["train"][1], arrays["test"][1]
+    )
 
 
 # --------------------------------------------------------------------------- CIFAR

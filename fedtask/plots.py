@@ -19,8 +19,13 @@ def plot_label_mix(counts: np.ndarray, classes: Sequence[str], path: Path) -> No
     bottom = np.zeros(n_clients)
     cmap = plt.get_cmap("tab10" if n_cls <= 10 else "tab20")
     for c in range(n_cls):
-        ax.bar(range(n_clients), counts[:, c], bottom=bottom, color=cmap(c % cmap.N),
-               label=str(classes[c]))  # fmt: skip
+        ax.bar(
+            range(n_clients),
+            counts[:, c],
+            bottom=bottom,
+            color=cmap(c % cmap.N),
+            label=str(classes[c]),
+        )
         bottom += counts[:, c]
     ax.set_xlabel("client (partition-id)")
     ax.set_ylabel("training samples")
@@ -39,9 +44,13 @@ def plot_accuracy(rows: Sequence[dict], path: Path) -> None:
     ax.plot(r, [row["global_accuracy"] for row in rows], "o-", label="global test")
     if rows and "client_acc_mean" in rows[-1]:
         ax.plot(r, [row.get("client_acc_mean") for row in rows], "s--", label="client mean")
-        ax.fill_between(r, [row.get("client_acc_worst10") for row in rows],
-                        [row.get("client_acc_best10") for row in rows], alpha=0.2,
-                        label="client worst-10% .. best-10%")  # fmt: skip
+        ax.fill_between(
+            r,
+            [row.get("client_acc_worst10") for row in rows],
+            [row.get("client_acc_best10") for row in rows],
+            alpha=0.2,
+            label="client worst-10% .. best-10%",
+        )
     ax.set_xlabel("round")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
@@ -57,8 +66,9 @@ def plot_client_spread(rows: Sequence[dict], path: Path) -> None:
     rows = [row for row in rows if row.get("client_accuracies")]
     fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(rows) + 2), 4))
     if rows:
-        ax.boxplot([row["client_accuracies"] for row in rows],
-                   positions=[row["round"] for row in rows])  # fmt: skip
+        ax.boxplot(
+            [row["client_accuracies"] for row in rows], positions=[row["round"] for row in rows]
+        )
     ax.set_xlabel("round")
     ax.set_ylabel("per-client accuracy (own test set)")
     ax.set_ylim(0, 1)
@@ -91,8 +101,7 @@ def save_image_grid(
             ax.axis("off")
             if j < len(idx):
                 im = img[idx[j]].transpose(1, 2, 0)
-                ax.imshow(im.squeeze(-1) if im.shape[-1] == 1 else im, cmap="gray",
-                          vmin=0, vmax=1)  # fmt: skip
+                ax.imshow(im.squeeze(-1) if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=1)
         axes[c, 0].set_title(str(classes[c])[:12], fontsize=6, loc="left")
     fig.tight_layout(pad=0.2)
     fig.savefig(path, dpi=100)

@@ -39,16 +39,21 @@ class RunDir:
             path = base / f"{stamp}-{cfg.name}-{cfg.algorithm}-{suffix}"
         self.path = path
         (path / "plots").mkdir(parents=True)
+        self.images = path / "images"
+        self.images.mkdir()
         self.rows: list[dict[str, Any]] = []
         (path / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        self.write_json("meta.json", {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "host": platform.node(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cuda": torch.cuda.is_available(),
-            "pid": os.getpid(),
-        })  # fmt: skip
+        self.write_json(
+            "meta.json",
+            {
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "host": platform.node(),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "cuda": torch.cuda.is_available(),
+                "pid": os.getpid(),
+            },
+        )
 
     def write_json(self, name: str, obj: Any) -> Path:
         """Write ``obj`` as pretty JSON to ``name`` inside the run directory."""
@@ -64,8 +69,9 @@ class RunDir:
             f.write(json.dumps(row) + "\n")
         scalar_keys: list[str] = []
         for r in self.rows:
-            scalar_keys += [k for k, v in r.items()
-                            if not isinstance(v, list) and k not in scalar_keys]  # fmt: skip
+            scalar_keys += [
+                k for k, v in r.items() if not isinstance(v, list) and k not in scalar_keys
+            ]
         with open(self.path / "metrics.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=scalar_keys, extrasaction="ignore")
             w.writeheader()

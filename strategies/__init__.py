@@ -1,7 +1,8 @@
-"""Flower strategies: thin adapters over the ``fedtask`` core."""
+"""Flower strategies: thin adapters over the ``fedtask`` and ``inversion`` cores."""
 
 from strategies.factory import build_strategy
 from strategies.fedavg import FairFedAvg
 from strategies.fedprox import FairFedProx
+from strategies.zdas import ZdasFedAvg
 
-__all__ = ["FairFedAvg", "FairFedProx", "build_strategy"]
+__all__ = ["FairFedAvg", "FairFedProx", "ZdasFedAvg", "build_strategy"]

@@ -10,20 +10,20 @@ worst-10%, best-10%) instead of one weighted mean. Subclasses refine the average
 from __future__ import annotations
 
 from collections.abc import Iterable
-from logging import INFO
+from logging import INFO, WARNING
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore import log
 
 from fedtask.aggregation import weighted_average
 from fedtask.flower import record_to_state, state_to_record
 from fedtask.metrics import fairness_summary
-
-NUM_EXAMPLES = "num-examples"
-PARTITION_ID = "partition-id"
+from fedtask.models import get_device
+from strategies.validation import NUM_EXAMPLES, PARTITION_ID, check_arrays, check_metrics
 
 
 class FairFedAvg(FedAvg):
@@ -35,9 +35,18 @@ class FairFedAvg(FedAvg):
         Expected number of SuperNodes (one partition each); all are sampled each round.
     min_train_nodes : int | None
         Fewest training replies a round needs; defaults to ``num_partitions``.
+    proximal_mu : float
+        When > 0, sent to clients as ``proximal-mu`` (FedProx's local term; composes with
+        every algorithm).
     """
 
-    def __init__(self, num_partitions: int, min_train_nodes: int | None = None) -> None:
+    def __init__(
+        self,
+        num_partitions: int,
+        min_train_nodes: int | None = None,
+        proximal_mu: float = 0.0,
+        max_examples: int = 10**9,
+    ) -> None:
         need = num_partitions if min_train_nodes is None else min_train_nodes
         super().__init__(
             fraction_train=1.0,
@@ -47,8 +56,47 @@ class FairFedAvg(FedAvg):
             min_available_nodes=num_partitions,
         )
         self.num_partitions = num_partitions
+        self.proximal_mu = proximal_mu
+        self.max_examples = max_examples
+        self.global_state: dict[str, torch.Tensor] = {}
+        self.device = get_device()
         self.client_accuracy: dict[int, float] = {}
         self.round_info: dict[str, float] = {}
+        self.client_preview: tuple[int, list[float], list[float]] | None = None
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Configure as FedAvg, adding ``proximal-mu`` when the proximal term is on."""
+        if self.proximal_mu > 0:
+            config["proximal-mu"] = self.proximal_mu
+        self.global_state = record_to_state(arrays)
+        return super().configure_train(server_round, arrays, config, grid)
+
+    def _usable(self, replies: Iterable[Message], train: bool) -> tuple[list[Message], int]:
+        """Replies that passed every check; the rest are logged, one line per node."""
+        ok, refused = [], 0
+        required = (NUM_EXAMPLES, PARTITION_ID) + (() if train else ("accuracy", "loss"))
+        for msg in replies:
+            node = msg.metadata.src_node_id
+            if msg.has_error():
+                reason = f"client error: {msg.error.reason}"
+            else:
+                reason = check_metrics(msg.content, required, self.max_examples)
+                if reason is None and train:
+                    reason = check_arrays(msg.content, self.global_state)
+            if reason is None:
+                ok.append(msg)
+            else:
+                refused += 1
+                log(
+                    WARNING,
+                    "refused %s reply from node %d: %s",
+                    "train" if train else "evaluate",
+                    node,
+                    reason,
+                )
+        return ok, refused
 
     # ------------------------------------------------------------------ training
     def aggregate_train(
@@ -56,12 +104,21 @@ class FairFedAvg(FedAvg):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Average the replies' models weighted by ``num-examples``, then :meth:`refine`."""
         self.round_info = {}
-        valid, errors = self._check_and_log_replies(replies, is_train=True)
+        valid, refused = self._usable(replies, train=True)
         if len(valid) < self.min_train_nodes:
-            log(INFO, "aggregate_train: %d valid replies < minimum %d; keeping the global model",
-                len(valid), self.min_train_nodes)  # fmt: skip
+            log(
+                INFO,
+                "aggregate_train: %d valid replies < minimum %d; keeping the global model",
+                len(valid),
+                self.min_train_nodes,
+            )
             return None, None
         contents = [m.content for m in valid]
+        self.client_preview = None
+        for c in contents:
+            m = c.metric_records["metrics"]
+            if "preview-x" in m and "preview-y" in m:
+                self.client_preview = (int(m[PARTITION_ID]), m["preview-x"], m["preview-y"])
         weights = [float(c.metric_records["metrics"][NUM_EXAMPLES]) for c in contents]
         states = [record_to_state(c.array_records["arrays"]) for c in contents]
         averaged = weighted_average(states, weights)
@@ -69,11 +126,12 @@ class FairFedAvg(FedAvg):
         metrics = _weighted_metrics([c.metric_records["metrics"] for c in contents], weights)
         metrics.update(self.round_info)
         metrics["replies"] = len(valid)
-        metrics["failures"] = len(errors)
+        metrics["refused"] = refused
         return state_to_record(refined), metrics
 
-    def refine(self, server_round: int, averaged: dict[str, torch.Tensor], contents: list
-               ) -> dict[str, torch.Tensor]:  # fmt: skip
+    def refine(
+        self, server_round: int, averaged: dict[str, torch.Tensor], contents: list
+    ) -> dict[str, torch.Tensor]:
         """Hook for server-side work on the averaged model; FedAvg returns it unchanged."""
         return averaged
 
@@ -82,7 +140,7 @@ class FairFedAvg(FedAvg):
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
         """Summarise every client's accuracy on its own test set."""
-        valid, _ = self._check_and_log_replies(replies, is_train=False)
+        valid, _ = self._usable(replies, train=False)
         self.client_accuracy = {}
         if not valid:
             return None

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from flwr.app import ArrayRecord, ConfigRecord, Message
-from flwr.serverapp import Grid
-
 from strategies.fedavg import FairFedAvg
 
 
 class FairFedProx(FairFedAvg):
-    """Sends ``proximal-mu`` with every training message (Flower's FedProx convention)."""
+    """FedAvg that sends ``proximal-mu`` with every training message (Flower's convention)."""
 
-    def __init__(self, num_partitions: int, proximal_mu: float,
-                 min_train_nodes: int | None = None) -> None:  # fmt: skip
-        super().__init__(num_partitions, min_train_nodes)
-        self.proximal_mu = proximal_mu
-
-    def configure_train(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        """Inject the proximal weight, then configure as FedAvg."""
-        config["proximal-mu"] = self.proximal_mu
-        return super().configure_train(server_round, arrays, config, grid)
+    def __init__(
+        self,
+        num_partitions: int,
+        proximal_mu: float,
+        min_train_nodes: int | None = None,
+        max_examples: int = 10**9,
+    ) -> None:
+        if proximal_mu <= 0:
+            raise ValueError(f"FedProx needs proximal_mu > 0, got {proximal_mu}")
+        super().__init__(num_partitions, min_train_nodes, proximal_mu, max_examples)

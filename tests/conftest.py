@@ -48,22 +48,30 @@ def flwr_run(tmp_path: Path, overrides: str, num_supernodes: int, timeout: int =
     """Run this app with `flwr run .` on an isolated local SuperLink; return the run directory."""
     home = tmp_path / "flwr-home"
     env = dict(os.environ)
-    env.update({
-        "FLWR_HOME": str(home),
-        "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()),
-        "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port()),
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
-    })  # fmt: skip
+    env.update(
+        {
+            "FLWR_HOME": str(home),
+            "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()),
+            "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port()),
+            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+        }
+    )
     overrides = f"{overrides} output.root={tmp_path / 'runs'}"
     cmd = [
-        str(Path(sys.executable).parent / "flwr"), "run", ".", "--stream",
-        "--federation-config", f"num-supernodes={num_supernodes}",
-        "-c", f'overrides="{overrides}"',
-    ]  # fmt: skip
+        str(Path(sys.executable).parent / "flwr"),
+        "run",
+        ".",
+        "--stream",
+        "--federation-config",
+        f"num-supernodes={num_supernodes}",
+        "-c",
+        f'overrides="{overrides}"',
+    ]
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=timeout)  # fmt: skip
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
     finally:
         subprocess.run(["pkill", "-f", f"flower-superlink.*{home}/"], check=False)
     out = proc.stdout + proc.stderr

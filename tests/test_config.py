@@ -25,8 +25,11 @@ def test_every_shipped_experiment_validates(path):
 
 def test_overrides_are_typed_and_nested():
     assert parse_overrides("rounds=3 train.lr=0.05 data.train_subset=null name=x") == {
-        "rounds": 3, "train": {"lr": 0.05}, "data": {"train_subset": None}, "name": "x",
-    }  # fmt: skip
+        "rounds": 3,
+        "train": {"lr": 0.05},
+        "data": {"train_subset": None},
+        "name": "x",
+    }
     cfg = load_config("configs/default.yaml", "rounds=3 algorithm=fedprox fedprox.mu=0.1", ROOT)
     assert (cfg.rounds, cfg.algorithm, cfg.fedprox.mu) == (3, "fedprox", 0.1)
     cfg = config_from_run_config(
@@ -37,16 +40,24 @@ def test_overrides_are_typed_and_nested():
 
 def test_all_problems_reported_at_once_with_keys():
     with pytest.raises(ConfigError) as e:
-        load_config(None, "rounds=0 algorithm=fedsgd train.lr=-1 partition.alpha=0 "
-                          "train.batch_size=abc partition.bogus=1 model.name=vgg")  # fmt: skip
+        load_config(
+            None,
+            "rounds=0 algorithm=fedsgd train.lr=-1 partition.alpha=0 "
+            "train.batch_size=abc partition.bogus=1 model.name=vgg",
+        )
     msg = str(e.value)
     for needle in ("train.batch_size: expected int", "partition.bogus: unknown key"):
         assert needle in msg
     with pytest.raises(ConfigError) as e:
         load_config(None, "rounds=0 algorithm=fedsgd train.lr=-1 partition.alpha=0 model.name=vgg")
     msg = str(e.value)
-    for needle in ("rounds: must be >= 1", "algorithm: 'fedsgd'", "train.lr: must be > 0",
-                   "partition.alpha: must be > 0", "model.name: 'vgg'"):  # fmt: skip
+    for needle in (
+        "rounds: must be >= 1",
+        "algorithm: 'fedsgd'",
+        "train.lr: must be > 0",
+        "partition.alpha: must be > 0",
+        "model.name: 'vgg'",
+    ):
         assert needle in msg
 
 
@@ -63,9 +74,13 @@ def test_bad_files_and_keys(tmp_path):
 
 
 def test_impossible_partition_fails_before_training(tmp_path):
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
-        "partition": {"name": "pathological", "num_classes_per_partition": 12},
-    }))  # fmt: skip
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "partition": {"name": "pathological", "num_classes_per_partition": 12},
+            }
+        )
+    )
     cfg = load_config(tmp_path / "c.yaml")
     with pytest.raises(PartitionError, match="num_classes_per_partition must be in 1..10"):
         build_federation(cfg)

@@ -43,8 +43,11 @@ def test_missing_directory_mentions_debian_package(tmp_path):
 def test_npz_reader_accepts_float_and_uint8(tmp_path):
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "tr.npz", x=rng.random((30, 3, 4, 4)), y=np.arange(30) % 3)
-    np.savez(tmp_path / "te.npz", x=rng.integers(0, 256, (9, 3, 4, 4)).astype(np.uint8),
-             y=np.arange(9) % 3)  # fmt: skip
+    np.savez(
+        tmp_path / "te.npz",
+        x=rng.integers(0, 256, (9, 3, 4, 4)).astype(np.uint8),
+        y=np.arange(9) % 3,
+    )
     s = load_npz(tmp_path / "tr.npz", tmp_path / "te.npz")
     assert s.train.x.shape == (30, 3, 4, 4) and s.test.y.tolist() == [0, 1, 2] * 3
     np.savez(tmp_path / "bad.npz", images=np.zeros((2, 4, 4)))
@@ -55,8 +58,7 @@ def test_npz_reader_accepts_float_and_uint8(tmp_path):
 def test_cifar10_reader(tmp_path):
     rng = np.random.default_rng(2)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        obj = {b"data": rng.integers(0, 256, (7, 3072)).astype(np.uint8),
-               b"labels": list(range(7))}  # fmt: skip
+        obj = {b"data": rng.integers(0, 256, (7, 3072)).astype(np.uint8), b"labels": list(range(7))}
         (tmp_path / name).write_bytes(pickle.dumps(obj))
     s = load_cifar10_dir(tmp_path)
     assert s.train.x.shape == (35, 3, 32, 32) and s.test.x.shape == (7, 3, 32, 32)

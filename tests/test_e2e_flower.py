@@ -17,9 +17,18 @@ def test_fedavg_simulation_writes_a_complete_run_directory(tmp_path):
         "data.test_subset=1000 partition.client_test_size=300 name=e2e",
         num_supernodes=3,
     )
-    for name in ("config.yaml", "meta.json", "metrics.jsonl", "metrics.csv", "summary.json",
-                 "partitions.json", "model_final.pt", "label_mix.png", "plots/accuracy.png",
-                 "plots/client_spread.png"):  # fmt: skip
+    for name in (
+        "config.yaml",
+        "meta.json",
+        "metrics.jsonl",
+        "metrics.csv",
+        "summary.json",
+        "partitions.json",
+        "model_final.pt",
+        "label_mix.png",
+        "plots/accuracy.png",
+        "plots/client_spread.png",
+    ):
         assert (run / name).is_file(), f"{name} missing from {run}"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [1, 2]
@@ -35,5 +44,9 @@ def test_fedavg_simulation_writes_a_complete_run_directory(tmp_path):
 
 def test_wrong_node_count_fails_with_the_fix(tmp_path):
     with pytest.raises(AssertionError, match="num-supernodes=2"):
-        flwr_run(tmp_path, "rounds=1 partition.num_partitions=2 data.train_subset=500",
-                 num_supernodes=3, timeout=240)  # fmt: skip
+        flwr_run(
+            tmp_path,
+            "rounds=1 partition.num_partitions=2 data.train_subset=500",
+            num_supernodes=3,
+            timeout=240,
+        )
