@@ -28,8 +28,8 @@ class ZdasConfig:
     start_round: int = 1
     samples_per_client: int = 100
     use_label_counts: bool = False  # clients opt in to report counts; allocation follows them
-    finetune_epochs: int = 1
-    finetune_lr: float = 0.01
+    finetune_epochs: int = 3
+    finetune_lr: float = 0.001  # small: 0.01 undid the average on #C=1 in our trials
     finetune_momentum: float = 0.9
     finetune_batch_size: int = 64
     ce_weight: float = 1.0
@@ -140,7 +140,10 @@ def zdas_finetune(
             ens_logits = (per_model * w[:, y.to(device)].unsqueeze(-1)).sum(0).cpu()
 
     keep = _bn_buffers(student)
-    student.train()
+    # Fine-tune the model as it will be evaluated: with update_bn_stats off, BatchNorm keeps
+    # normalising with the averaged running statistics (eval mode) and only its affine
+    # parameters and the weights learn; with it on, BN uses (and tracks) batch statistics.
+    student.train(cfg.update_bn_stats)
     opt = torch.optim.SGD(student.parameters(), lr=cfg.finetune_lr, momentum=cfg.finetune_momentum)
     gen = torch.Generator().manual_seed(seed)
     steps, loss_sum = 0, 0.0

@@ -50,3 +50,28 @@ def test_wrong_node_count_fails_with_the_fix(tmp_path):
             num_supernodes=3,
             timeout=240,
         )
+
+
+def test_zda_simulation_inverts_on_both_sides(tmp_path):
+    run = flwr_run(
+        tmp_path,
+        "rounds=2 algorithm=zda partition.num_partitions=3 partition.alpha=0.5 "
+        "data.train_subset=1500 data.test_subset=500 partition.client_test_size=200 "
+        "zdac.start_round=1 zdac.budget=0.1 zdac.inversion.steps=20 zdac.inversion.warm_steps=5 "
+        "zdas.samples_per_client=20 zdas.use_label_counts=true zdas.inversion.steps=20 "
+        "zdas.inversion.warm_steps=5 name=e2e-zda",
+        num_supernodes=3,
+    )
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["train_zdas_samples"] == 60  # 3 client models x 20 samples
+        assert r["train_syn_count"] > 0  # every client augmented its data
+        assert 0.0 <= r["train_inv_teacher_acc"] <= 1.0
+        assert r["train_refused"] == 0
+    assert rows[1]["train_zdas_warm_fraction"] == 1.0  # round 2 refines round 1's pool
+    assert rows[1]["train_inv_warm_fraction"] > 0.0  # and so do the clients
+    assert rows[-1]["global_accuracy"] > 0.25  # chance is 0.1
+    images = sorted(p.name for p in (run / "images").iterdir())
+    assert "round001_server.png" in images and "round002_server.png" in images
+    assert any(name.startswith("round002_client0") for name in images)

@@ -1,0 +1,178 @@
+"""The inversion engine, class allocation, pools and ZDAS, on real Fashion-MNIST (CPU, fast)."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from fedtask.aggregation import weighted_average
+from fedtask.data import load_dataset
+from fedtask.models import build_model
+from fedtask.partition import pathological
+from fedtask.training import TrainConfig, evaluate, train_local
+from inversion import InversionConfig, SyntheticPool, allocate, invert
+from inversion.allocation import budget_size, labels_for
+from inversion.zdas import ZdasConfig, zdas_finetune
+
+
+@pytest.fixture(scope="module")
+def fmnist():
+    return load_dataset("fashion-mnist")
+
+
+@pytest.fixture(scope="module")
+def teacher(fmnist):
+    torch.manual_seed(0)
+    m = build_model("cnn", 1, 10)
+    train_local(m, fmnist.train.subset(range(4000)), TrainConfig(), seed=0)
+    return m
+
+
+def _invert(model, ds, labels, **kw):
+    return invert(
+        model, labels, InversionConfig(**kw), input_shape=ds.input_shape, mean=ds.mean, std=ds.std
+    )
+
+
+def test_inverted_samples_are_classified_as_targets_and_match_bn_stats(teacher, fmnist):
+    labels = torch.arange(10).repeat(10)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    res = _invert(teacher, fmnist.train, labels, steps=100)
+    assert res.x.shape == (100, 1, 28, 28) and torch.equal(res.y, labels)
+    assert res.teacher_accuracy >= 0.9
+    assert res.bn_loss_end < 0.3 * res.bn_loss_start
+    lo = (0 - fmnist.train.mean[0]) / fmnist.train.std[0]
+    assert float(res.x.min()) >= lo - 1e-5  # stays a valid image
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+
+
+def test_warm_start_reaches_cold_quality_in_few_steps(teacher, fmnist):
+    labels = torch.arange(10).repeat(5)
+    cold = _invert(teacher, fmnist.train, labels, steps=100)
+    short_cold = _invert(teacher, fmnist.train, labels, steps=10)
+    warm = invert(
+        teacher,
+        labels,
+        InversionConfig(warm_steps=10),
+        input_shape=(1, 28, 28),
+        mean=fmnist.train.mean,
+        std=fmnist.train.std,
+        init=cold.x,
+    )
+    assert warm.steps == 10
+    assert warm.teacher_accuracy >= 0.9
+    assert warm.bn_loss_end < short_cold.bn_loss_end
+
+
+def test_model_without_batchnorm_warns_and_runs():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    with pytest.warns(UserWarning, match="no BatchNorm"):
+        res = invert(
+            model,
+            torch.tensor([0, 1, 2, 0]),
+            InversionConfig(steps=30, jitter=0),
+            input_shape=(1, 4, 4),
+            mean=(0.0,),
+            std=(1.0,),
+        )
+    assert res.teacher_accuracy == 1.0 and res.bn_loss_end == 0.0
+
+
+def test_adi_term_runs_with_a_student(teacher, fmnist):
+    student = build_model("cnn", 1, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = _invert(teacher, fmnist.train, torch.arange(10), steps=5, adi=1.0)
+    res2 = invert(
+        teacher,
+        torch.arange(10),
+        InversionConfig(steps=5, adi=1.0),
+        input_shape=(1, 28, 28),
+        mean=fmnist.train.mean,
+        std=fmnist.train.std,
+        student=student,
+    )
+    assert res.x.shape == res2.x.shape == (10, 1, 28, 28)
+
+
+def test_complement_allocation_arithmetic():
+    counts = np.array([100, 0, 50, 100, 90])
+    # deficits to the largest class: [0, 100, 50, 0, 10] (sum 160)
+    assert allocate("complement", counts, 160).tolist() == [0, 100, 50, 0, 10]
+    assert allocate("complement", counts, 1000).tolist() == [0, 100, 50, 0, 10]  # capped
+    assert allocate("complement", counts, 16).tolist() == [0, 10, 5, 0, 1]
+    # 5% of 340 = 17: exact shares 10.625, 5.3125, 1.0625; the spare one goes to class 1
+    assert allocate("complement", counts, 0.05).tolist() == [0, 11, 5, 0, 1]
+    real_plus_syn = counts + allocate("complement", counts, 160)
+    assert (real_plus_syn == 100).all()  # enough budget: exactly uniform
+    assert allocate("complement", np.array([5, 5, 5]), 30).sum() == 0  # already balanced
+    assert allocate("uniform", counts, 23).tolist() == [5, 5, 5, 4, 4]
+    assert budget_size(0.1, 340) == 34 and budget_size(7, 340) == 7
+    assert labels_for(np.array([2, 0, 1])).tolist() == [0, 2, 0]
+    with pytest.raises(ValueError, match="unknown allocation"):
+        allocate("balanced", counts, 10)
+
+
+def test_pool_warm_starts_by_class_and_goes_stale():
+    pool = SyntheticPool()
+    gen = torch.Generator().manual_seed(0)
+    _, warm = pool.init_for(torch.tensor([0, 1]), (1, 2, 2), 3, 5, gen)
+    assert warm == 0.0
+    pool.update(torch.ones(2, 1, 2, 2), torch.tensor([0, 0]), server_round=3)
+    init, warm = pool.init_for(torch.tensor([0, 1]), (1, 2, 2), 4, 5, gen)
+    assert warm == 0.5 and torch.equal(init[0], torch.ones(1, 2, 2))
+    _, warm = pool.init_for(torch.tensor([0]), (1, 2, 2), 9, 5, gen)
+    assert warm == 0.0  # six rounds old: stale
+    again = SyntheticPool.from_state(pool.state())
+    assert again.round == 3 and torch.equal(again.x, pool.x)
+
+
+def test_zdas_beats_plain_average_on_c1(fmnist):
+    """#C=1: 10 single-class clients; fine-tuning on inverted samples must beat the average."""
+    rng = np.random.default_rng(0)
+    sub = fmnist.train.subset(np.sort(rng.choice(len(fmnist.train), 3000, replace=False)))
+    test = fmnist.test.subset(range(2000))
+    parts = pathological(sub.y.numpy(), 10, 1, seed=0)
+    torch.manual_seed(0)
+
+    def make():
+        return build_model("cnn", 1, 10)
+
+    global_state = make().state_dict()
+    for rnd in (1, 2):
+        states, counts = [], []
+        for i, p in enumerate(parts):
+            m = make()
+            m.load_state_dict(global_state)
+            train_local(m, sub.subset(p), TrainConfig(), seed=100 * rnd + i)
+            states.append(m.state_dict())
+            counts.append(np.bincount(sub.y[p].numpy(), minlength=10))
+        averaged = weighted_average(states, [len(p) for p in parts])
+        global_state = averaged
+    cfg = ZdasConfig(
+        samples_per_client=50, use_label_counts=True, inversion=InversionConfig(steps=200)
+    )
+    out = zdas_finetune(
+        make,
+        averaged,
+        states,
+        list(range(10)),
+        counts,
+        cfg,
+        {},
+        2,
+        input_shape=(1, 28, 28),
+        mean=fmnist.train.mean,
+        std=fmnist.train.std,
+        num_classes=10,
+    )
+    plain, tuned = make(), make()
+    plain.load_state_dict(averaged)
+    tuned.load_state_dict(out.state)
+    acc_plain = evaluate(plain, test)["accuracy"]
+    acc_tuned = evaluate(tuned, test)["accuracy"]
+    assert acc_tuned > acc_plain + 0.05, (acc_plain, acc_tuned)
+    for k, v in averaged.items():  # averaged BN running statistics are kept
+        if k.endswith(("running_mean", "running_var")):
+            assert torch.equal(out.state[k], v)
