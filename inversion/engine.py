@@ -31,8 +31,8 @@ from inversion.priors import jitter_flip, l2_prior, pixel_bounds, tv_l1, tv_l2
 class InversionConfig:
     """Every weight, step count and learning rate of the inversion."""
 
-    steps: int = 200  # steps when starting from noise (cold start)
-    warm_steps: int = 20  # steps when refining samples from a pool (warm start)
+    steps: int = 100  # steps when starting from noise (cold start)
+    warm_steps: int = 10  # steps when refining samples from a pool (warm start)
     lr: float = 0.1
     batch_size: int = 256
     ce: float = 1.0

@@ -22,7 +22,7 @@ class ZdacConfig:
 
     start_round: int = 2  # a random model inverts to nothing useful
     allocation: str = "complement"
-    budget: float = 0.2  # ratio of local data if < 1, else a sample count
+    budget: float = 0.1  # ratio of local data if < 1, else a sample count
     synthetic_weight: float = 1.0
     kd_weight: float = 0.0  # distillation from the global model on synthetic samples
     kd_temperature: float = 3.0

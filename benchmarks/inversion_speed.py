@@ -1,0 +1,86 @@
+"""Inversion cost and quality on the default model, measured in one process.
+
+Prints (a) training vs inversion throughput in sample-steps/s at equal batch size, and
+(b) teacher accuracy / BN-statistics loss of cold-started vs warm-started (amortised)
+inversion. A "teacher" is the CNN trained on Fashion-MNIST for one epoch (round A), then a
+second epoch (round B): warm starts refine round A's samples against round B's model.
+
+    .venv/bin/python -m benchmarks.inversion_speed [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from fedtask.data import load_dataset
+from fedtask.models import build_model
+from fedtask.training import TrainConfig, train_local
+from inversion import InversionConfig, invert
+
+
+def train_throughput(model: torch.nn.Module, ds, batch: int, steps: int) -> float:
+    """Sample-steps/s of SGD training (forward + backward + step) at ``batch``."""
+    sub = ds.subset(range(batch * steps))
+    cfg = TrainConfig(batch_size=batch)
+    train_local(model, ds.subset(range(batch * 3)), cfg)  # warm-up
+    t0 = time.perf_counter()
+    train_local(model, sub, cfg)
+    return batch * steps / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="", help="also write the numbers as JSON here")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    s = load_dataset("fashion-mnist")
+    shape, mean, std = s.train.input_shape, s.train.mean, s.train.std
+    results: dict = {"threads": torch.get_num_threads()}
+
+    model = build_model("cnn", 1, 10)
+    for batch in (32, 256):
+        tr = train_throughput(model, s.train, batch, steps=max(20, 4096 // batch))
+        labels = torch.arange(10).repeat(batch // 10 + 1)[:batch]
+        inv = invert(model, labels, InversionConfig(steps=30, batch_size=batch),
+                     input_shape=shape, mean=mean, std=std)  # fmt: skip
+        results[f"batch{batch}"] = {
+            "train_sample_steps_per_s": tr,
+            "inversion_sample_steps_per_s": inv.sample_steps_per_s,
+            "inversion_to_train_ratio": inv.sample_steps_per_s / tr,
+        }
+        print(
+            f"batch {batch:>3}: train {tr:8.0f} sample-steps/s | inversion "
+            f"{inv.sample_steps_per_s:8.0f} sample-steps/s | ratio "
+            f"{inv.sample_steps_per_s / tr:.2f}"
+        )
+
+    teacher = build_model("cnn", 1, 10)
+    train_local(teacher, s.train, TrainConfig(), seed=1)  # round A
+    labels = torch.arange(10).repeat(20)
+    cfg = InversionConfig()
+    pool = invert(teacher, labels, cfg, input_shape=shape, mean=mean, std=std, seed=1)
+    train_local(teacher, s.train, TrainConfig(), seed=2)  # round B: the model moved on
+    runs = {
+        f"cold_{cfg.steps}_steps": dict(steps=cfg.steps),
+        f"cold_{cfg.warm_steps}_steps": dict(steps=cfg.warm_steps),
+        f"warm_{cfg.warm_steps}_steps": dict(init=pool.x, steps=cfg.warm_steps),
+    }
+    for name, kw in runs.items():
+        r = invert(teacher, labels, cfg, input_shape=shape, mean=mean, std=std, seed=3, **kw)
+        results[name] = {"teacher_accuracy": r.teacher_accuracy, "bn_loss": r.bn_loss_end,
+                         "seconds": r.seconds, "samples": len(labels)}  # fmt: skip
+        print(
+            f"{name:>16}: teacher acc {r.teacher_accuracy:.3f} | BN loss "
+            f"{r.bn_loss_end:6.3f} | {r.seconds:5.1f}s for {len(labels)} samples"
+        )
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
