@@ -10,5 +10,5 @@ export FLWR_HOME="${FLWR_HOME:-$PWD/.flwr}"
 # Run the apps in this environment: no `uv sync` of app dependencies at run time.
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1
 # Stop the local SuperLink this script started when done (it would otherwise linger).
-trap 'pkill -f "flower-superlink.*${FLWR_HOME}/" 2>/dev/null || true' EXIT
+trap '.venv/bin/python -m scripts.proctree "flower-superlink.*${FLWR_HOME}/" || true' EXIT
 flwr run . --stream --federation-config "num-supernodes=${NUM_SUPERNODES:-10}" "$@"

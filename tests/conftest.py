@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scripts.proctree import kill_tree
+
 ROOT = Path(__file__).resolve().parent.parent
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -73,7 +75,7 @@ def flwr_run(tmp_path: Path, overrides: str, num_supernodes: int, timeout: int =
             cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
         )
     finally:
-        subprocess.run(["pkill", "-f", f"flower-superlink.*{home}/"], check=False)
+        kill_tree(f"flower-superlink.*{home}/")
     out = proc.stdout + proc.stderr
     m = re.search(r"outputs in (\S+)", out)
     assert proc.returncode == 0 and m, f"flwr run failed ({proc.returncode}):\n{out[-6000:]}"
