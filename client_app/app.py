@@ -7,15 +7,18 @@ from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedtask.config import ExperimentConfig
+from fedtask.faults import corrupt_update, kind_for_round
 from fedtask.federation import build_federation
 from fedtask.flower import experiment_config, partition_of, record_to_state, state_to_record
 from fedtask.models import build_model, get_device
+from fedtask.scaffold import client_control_update, correction, zeros_like_params
 from fedtask.training import evaluate, train_local
 from inversion.pool import SyntheticPool
 from inversion.zdac import zdac_augment
 
 app = ClientApp()
 POOL_KEY = "zdac-pool"
+SCAFFOLD_C, SCAFFOLD_DC, SCAFFOLD_CI = "scaffold-c", "scaffold-dc", "scaffold-ci"
 PREVIEW_PER_CLASS = 2
 
 
@@ -78,6 +81,13 @@ def train(msg: Message, context: Context) -> Message:
                 extra |= _preview(synthetic.x, synthetic.y, t.num_classes)
     if cfg.algorithm in ("zdas", "zda") and cfg.zdas.use_label_counts:
         extra["label-counts"] = [int(c) for c in counts]  # the client opted in to share these
+    names = [n for n, _ in model.named_parameters()]
+    x0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    c = c_i = None
+    if cfg.algorithm == "scaffold":
+        c = record_to_state(msg.content[SCAFFOLD_C])
+        rec = context.state.array_records.get(SCAFFOLD_CI)
+        c_i = record_to_state(rec) if rec is not None else zeros_like_params(c)
     stats = train_local(
         model,
         trainset,
@@ -85,18 +95,29 @@ def train(msg: Message, context: Context) -> Message:
         device=device,
         seed=seed,
         prox_mu=float(config.get("proximal-mu", 0.0)),
+        grad_correction=correction(c, c_i, names) if c is not None else None,
         synthetic=synthetic,
     )
+    extra_arrays = {}
+    if c is not None and c_i is not None:
+        y = {n: p.detach().cpu() for n, p in model.named_parameters()}
+        c_i_new, delta = client_control_update(c, c_i, x0, y, max(stats.steps, 1), cfg.train.lr)
+        context.state[SCAFFOLD_CI] = state_to_record(c_i_new)
+        extra_arrays[SCAFFOLD_DC] = state_to_record(delta)
+    state, num_examples = model.state_dict(), stats.num_examples
+    if pid == cfg.faults.bad_update_partition:  # fault injection (tests only)
+        kind = kind_for_round(cfg.faults.bad_update_kinds.split(","), server_round)
+        state, num_examples = corrupt_update(state, num_examples, kind)
     metrics = MetricRecord(
         {
-            "num-examples": stats.num_examples,
+            "num-examples": num_examples,
             "partition-id": pid,
             "loss": stats.loss,
             "seconds": stats.seconds,
             **extra,
         }
     )
-    content = RecordDict({"arrays": state_to_record(model.state_dict()), "metrics": metrics})
+    content = RecordDict({"arrays": state_to_record(state), "metrics": metrics, **extra_arrays})
     return Message(content=content, reply_to=msg)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from fedtask.data import DATASETS
+from fedtask.faults import BAD_UPDATE_KINDS
 from fedtask.models import MODELS
 from fedtask.partition import PARTITIONERS
 from fedtask.training import TrainConfig
@@ -26,7 +27,7 @@ from inversion.engine import InversionConfig
 from inversion.zdac import ZdacConfig
 from inversion.zdas import ZdasConfig
 
-ALGORITHMS = ("fedavg", "fedprox", "zdac", "zdas", "zda")
+ALGORITHMS = ("fedavg", "fedprox", "scaffold", "zdac", "zdas", "zda")
 
 
 class ConfigError(ValueError):
@@ -84,6 +85,15 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class FaultsConfig:
+    """Fault injection for tests: one client sends a corrupt update every round."""
+
+    bad_update_partition: int | None = None
+    bad_update_kinds: str = "nan"  # comma-separated, cycled one per round
+    stop_after_round: int | None = None  # end the ServerApp early (a simulated crash)
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     """Where run directories go."""
 
@@ -107,6 +117,8 @@ class ExperimentConfig:
     zdas: ZdasConfig = field(default_factory=ZdasConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
+    resume: str = ""  # a run directory to continue from its last checkpoint
 
     @property
     def partition_seed(self) -> int:
@@ -262,6 +274,8 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
         m is None or 1 <= m <= p.num_partitions,
         f"server.min_train_nodes: must be in 1..{p.num_partitions} or null, got {m}",
     )
+    bad = [k for k in cfg.faults.bad_update_kinds.split(",") if k not in BAD_UPDATE_KINDS]
+    need(not bad, f"faults.bad_update_kinds: {bad} not in {BAD_UPDATE_KINDS}")
     need(cfg.server.round_timeout > 0, "server.round_timeout: must be > 0 seconds")
     need(cfg.server.connect_timeout > 0, "server.connect_timeout: must be > 0 seconds")
     if errors:

@@ -29,7 +29,14 @@ def _jsonable(v: Any) -> Any:
 class RunDir:
     """Writes ``config.yaml``, ``meta.json``, ``metrics.jsonl``/``.csv``, plots and models."""
 
-    def __init__(self, cfg: ExperimentConfig, root: str | Path | None = None) -> None:
+    def __init__(
+        self, cfg: ExperimentConfig, root: str | Path | None = None, existing: str | Path = ""
+    ) -> None:
+        if existing:  # resuming: keep writing into the interrupted run's directory
+            self.path = Path(existing).resolve()
+            self.images = self.path / "images"
+            self.rows: list[dict[str, Any]] = []
+            return
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = Path(root if root is not None else cfg.output.root).resolve()
         path = base / f"{stamp}-{cfg.name}-{cfg.algorithm}"
@@ -60,6 +67,12 @@ class RunDir:
         p = self.path / name
         p.write_text(json.dumps(obj, indent=2, default=str))
         return p
+
+    def restore_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Reset the metrics to ``rows`` (a checkpoint's), rewriting metrics.jsonl."""
+        self.rows = list(rows)
+        with open(self.path / "metrics.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in self.rows)
 
     def log_round(self, row: dict[str, Any]) -> None:
         """Append one round's metrics to metrics.jsonl and rewrite metrics.csv and plots."""

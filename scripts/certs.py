@@ -108,3 +108,24 @@ def make_supernode_keys(directory: Path, count: int) -> list[tuple[Path, Path]]:
             )
         )
     return pairs
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m scripts.certs DIR --names superlink,localhost --supernodes 3``"""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Create TLS and SuperNode-auth material.")
+    ap.add_argument("directory", type=Path)
+    ap.add_argument(
+        "--names",
+        default="localhost,127.0.0.1",
+        help="comma-separated addresses the SuperLink is reached at",
+    )
+    ap.add_argument("--supernodes", type=int, default=3)
+    a = ap.parse_args(argv)
+    make_tls(a.directory, [n for n in a.names.split(",") if n])
+    make_supernode_keys(a.directory, a.supernodes)
+
+
+if __name__ == "__main__":
+    main()

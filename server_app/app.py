@@ -15,6 +15,7 @@ from fedtask.models import build_model, get_device, num_parameters
 from fedtask.plots import plot_label_mix, save_image_grid
 from fedtask.rundir import RunDir
 from fedtask.training import evaluate
+from server_app.checkpoint import load_checkpoint, save_checkpoint
 from server_app.rounds import run_rounds, wait_for_nodes
 from strategies import build_strategy
 
@@ -23,22 +24,30 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Run one federated experiment as configured by the run config."""
+    """Run (or resume) one federated experiment as configured by the run config."""
     cfg = experiment_config(context)  # validated once, before anything else
     fed = build_federation(cfg)  # impossible partitions fail here, before round 1
-    run = RunDir(cfg)
-    print(f"fedzda: run directory {run.path}", flush=True)
-    plot_label_mix(fed.counts, fed.train.classes, run.path / "label_mix.png")
-    run.write_json(
-        "partitions.json",
-        {
-            "label_counts": fed.counts.tolist(),
-            "client_test_sizes": [len(t) for t in fed.client_test],
-        },
-    )
-
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model.name, fed.train.input_shape[0], fed.train.num_classes)
+    strategy = build_strategy(cfg, fed.train)
+    start_round = 1
+    if cfg.resume:
+        run = RunDir(cfg, existing=cfg.resume)
+        ckpt = load_checkpoint(run.path, cfg.to_dict())
+        model.load_state_dict(ckpt["state"])
+        strategy.load_state_dict(ckpt["strategy"])
+        run.restore_rows(ckpt["rows"])
+        start_round = ckpt["round"] + 1
+        print(f"fedzda: resuming {run.path} at round {start_round}", flush=True)
+    else:
+        run = RunDir(cfg)
+        print(f"fedzda: run directory {run.path}", flush=True)
+        plot_label_mix(fed.counts, fed.train.classes, run.path / "label_mix.png")
+        counts = {
+            "label_counts": fed.counts.tolist(),
+            "client_test_sizes": [len(t) for t in fed.client_test],
+        }
+        run.write_json("partitions.json", counts)
     print(
         f"fedzda: {cfg.algorithm} on {cfg.data.dataset}, {cfg.partition.num_partitions} "
         f"clients ({cfg.partition.name}), {cfg.model.name} with {num_parameters(model):,} "
@@ -46,11 +55,11 @@ def main(grid: Grid, context: Context) -> None:
         flush=True,
     )
     device = get_device()
-    strategy = build_strategy(cfg, fed.train)
     wait_for_nodes(grid, cfg.partition.num_partitions, timeout=cfg.server.connect_timeout)
 
     def on_round(server_round: int, arrays, seconds: float, train_metrics, eval_metrics) -> None:
-        model.load_state_dict(record_to_state(arrays))
+        state = record_to_state(arrays)
+        model.load_state_dict(state)
         ev = evaluate(model, fed.test, device=device)
         row = {
             "round": server_round,
@@ -66,31 +75,52 @@ def main(grid: Grid, context: Context) -> None:
             row["client_accuracies"] = [acc.get(i, float("nan")) for i in range(fed.num_clients)]
         run.log_round(row)
         save_round_images(run, strategy, server_round, fed.train)
+        save_checkpoint(
+            run.path,
+            round=server_round,
+            state=state,
+            rows=run.rows,
+            strategy=strategy.state_dict(),
+            config=cfg.to_dict(),
+        )
         print(progress_line(row, cfg.rounds), flush=True)
 
+    last = cfg.rounds
+    if cfg.faults.stop_after_round is not None:
+        last = min(last, cfg.faults.stop_after_round)
     t0 = time.perf_counter()
     final = run_rounds(
         grid,
         strategy,
         state_to_record(model.state_dict()),
-        cfg.rounds,
+        last,
         ConfigRecord({"seed": cfg.seed}),
         cfg.server.round_timeout,
         on_round,
+        start_round=start_round,
     )
-    run.save_model(record_to_state(final))
     total = time.perf_counter() - t0
+    if last < cfg.rounds:
+        print(
+            f"fedzda: stopped after round {last} (faults.stop_after_round); resume with "
+            f'overrides="resume={run.path}"',
+            flush=True,
+        )
+        return
+    run.save_model(record_to_state(final))
+    done = cfg.rounds - start_round + 1
     run.write_json(
         "summary.json",
         {
             "rounds": cfg.rounds,
+            "resumed_at": start_round if cfg.resume else None,
             "seconds": total,
-            "seconds_per_round": total / cfg.rounds,
+            "seconds_per_round": total / max(done, 1),
             "final": run.rows[-1] if run.rows else None,
         },
     )
     print(
-        f"fedzda: done in {total:.1f}s ({total / cfg.rounds:.1f}s/round); outputs in {run.path}",
+        f"fedzda: done in {total:.1f}s ({total / max(done, 1):.1f}s/round); outputs in {run.path}",
         flush=True,
     )
 

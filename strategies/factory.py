@@ -7,12 +7,17 @@ from fedtask.data import ArrayDataset
 from fedtask.models import build_model
 from strategies.fedavg import FairFedAvg
 from strategies.fedprox import FairFedProx
+from strategies.scaffold import ScaffoldFedAvg
 from strategies.zdas import ZdasFedAvg
 
 
 def build_strategy(cfg: ExperimentConfig, train: ArrayDataset) -> FairFedAvg:
     """The server strategy for ``cfg.algorithm`` (``train`` describes inputs and classes)."""
     n, m = cfg.partition.num_partitions, cfg.server.min_train_nodes
+    if cfg.algorithm == "scaffold":
+        model = build_model(cfg.model.name, train.input_shape[0], train.num_classes)
+        names = [n for n, _ in model.named_parameters()]
+        return ScaffoldFedAvg(n, names, min_train_nodes=m, max_examples=len(train))
     if cfg.algorithm == "fedprox":
         return FairFedProx(n, cfg.fedprox.mu, m, max_examples=len(train))
     mu = cfg.fedprox.mu if cfg.fedprox.compose_with_zda else 0.0

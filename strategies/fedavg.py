@@ -9,7 +9,7 @@ worst-10%, best-10%) instead of one weighted mean. Subclasses refine the average
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from logging import INFO, WARNING
 
 import numpy as np
@@ -53,7 +53,7 @@ class FairFedAvg(FedAvg):
             fraction_evaluate=1.0,
             min_train_nodes=need,
             min_evaluate_nodes=need,
-            min_available_nodes=num_partitions,
+            min_available_nodes=need,  # a lost node must not stall the next round
         )
         self.num_partitions = num_partitions
         self.proximal_mu = proximal_mu
@@ -63,6 +63,8 @@ class FairFedAvg(FedAvg):
         self.client_accuracy: dict[int, float] = {}
         self.round_info: dict[str, float] = {}
         self.client_preview: tuple[int, list[float], list[float]] | None = None
+        # Further ArrayRecords a train reply must carry: name -> reference tensors.
+        self.extra_arrays: dict[str, Callable[[], dict[str, torch.Tensor]]] = {}
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -84,7 +86,8 @@ class FairFedAvg(FedAvg):
             else:
                 reason = check_metrics(msg.content, required, self.max_examples)
                 if reason is None and train:
-                    reason = check_arrays(msg.content, self.global_state)
+                    extra = {k: ref() for k, ref in self.extra_arrays.items()}
+                    reason = check_arrays(msg.content, self.global_state, extra)
             if reason is None:
                 ok.append(msg)
             else:
@@ -113,6 +116,8 @@ class FairFedAvg(FedAvg):
                 self.min_train_nodes,
             )
             return None, None
+        # A fixed order (by partition) keeps the float sums, and so resumed runs, bit-exact.
+        valid.sort(key=lambda m: int(m.content.metric_records["metrics"][PARTITION_ID]))
         contents = [m.content for m in valid]
         self.client_preview = None
         for c in contents:
@@ -128,6 +133,13 @@ class FairFedAvg(FedAvg):
         metrics["replies"] = len(valid)
         metrics["refused"] = refused
         return state_to_record(refined), metrics
+
+    def state_dict(self) -> dict:
+        """What a checkpoint must hold to resume this strategy exactly (nothing for FedAvg)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
 
     def refine(
         self, server_round: int, averaged: dict[str, torch.Tensor], contents: list

@@ -29,12 +29,30 @@ def check_metrics(content: RecordDict, required: tuple[str, ...], max_examples: 
     return None
 
 
-def check_arrays(content: RecordDict, reference: dict[str, torch.Tensor]) -> str | None:
-    """Problems with a reply's model (keys, shapes, dtypes, non-finite values), or None."""
-    if list(content.array_records.keys()) != ["arrays"]:
-        return f"expected one ArrayRecord 'arrays', got {list(content.array_records.keys())}"
+def check_arrays(
+    content: RecordDict,
+    reference: dict[str, torch.Tensor],
+    extra: dict[str, dict[str, torch.Tensor]] | None = None,
+) -> str | None:
+    """Problems with a reply's model (keys, shapes, dtypes, non-finite values), or None.
+
+    ``extra`` names further ArrayRecords the reply must carry (e.g. SCAFFOLD's
+    ``scaffold-dc``) with their reference tensors; no other ArrayRecord is allowed.
+    """
+    expected = {"arrays": reference, **(extra or {})}
+    got = list(content.array_records.keys())
+    if sorted(got) != sorted(expected):
+        return f"expected ArrayRecords {sorted(expected)}, got {sorted(got)}"
+    for name, ref in expected.items():
+        problem = _check_state(content.array_records[name], ref)
+        if problem:
+            return problem if name == "arrays" else f"{name}: {problem}"
+    return None
+
+
+def _check_state(record, reference: dict[str, torch.Tensor]) -> str | None:
     try:
-        state = content.array_records["arrays"].to_torch_state_dict()
+        state = record.to_torch_state_dict()
     except Exception as e:  # a malformed array cannot be decoded
         return f"undecodable arrays: {e}"
     missing, extra = reference.keys() - state.keys(), state.keys() - reference.keys()

@@ -40,6 +40,14 @@ class ZdasFedAvg(FairFedAvg):
         self.pools: dict[int, SyntheticPool] = {}
         self.last_samples: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def state_dict(self) -> dict:
+        """The per-client synthetic pools."""
+        return {"pools": {cid: pool.state() for cid, pool in self.pools.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the pools from :meth:`state_dict`."""
+        self.pools = {int(c): SyntheticPool.from_state(s) for c, s in state["pools"].items()}
+
     def refine(
         self, server_round: int, averaged: dict[str, torch.Tensor], contents: list[RecordDict]
     ) -> dict[str, torch.Tensor]:

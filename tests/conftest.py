@@ -46,8 +46,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def flwr_run(tmp_path: Path, overrides: str, num_supernodes: int, timeout: int = 540) -> Path:
-    """Run this app with `flwr run .` on an isolated local SuperLink; return the run directory."""
+def flwr_run(
+    tmp_path: Path,
+    overrides: str,
+    num_supernodes: int,
+    timeout: int = 540,
+    expect: str = "outputs in",
+) -> Path:
+    """Run this app with `flwr run .` on an isolated local SuperLink; return the run directory.
+
+    The combined output is kept in ``tmp_path/flwr.log``; ``expect`` must appear in it.
+    """
+    tmp_path.mkdir(parents=True, exist_ok=True)
     home = tmp_path / "flwr-home"
     env = dict(os.environ)
     env.update(
@@ -77,6 +87,8 @@ def flwr_run(tmp_path: Path, overrides: str, num_supernodes: int, timeout: int =
     finally:
         kill_tree(f"flower-superlink.*{home}/")
     out = proc.stdout + proc.stderr
-    m = re.search(r"outputs in (\S+)", out)
-    assert proc.returncode == 0 and m, f"flwr run failed ({proc.returncode}):\n{out[-6000:]}"
-    return Path(m.group(1))
+    (tmp_path / "flwr.log").write_text(out)
+    m = re.search(r"run directory (\S+)|resuming (\S+) at round", out)
+    ok = proc.returncode == 0 and expect in out and m
+    assert ok, f"flwr run failed ({proc.returncode}):\n{out[-6000:]}"
+    return Path(m.group(1) or m.group(2))
