@@ -45,8 +45,14 @@ def main() -> None:
     for batch in (32, 256):
         tr = train_throughput(model, s.train, batch, steps=max(20, 4096 // batch))
         labels = torch.arange(10).repeat(batch // 10 + 1)[:batch]
-        inv = invert(model, labels, InversionConfig(steps=30, batch_size=batch),
-                     input_shape=shape, mean=mean, std=std)  # fmt: skip
+        inv = invert(
+            model,
+            labels,
+            InversionConfig(steps=30, batch_size=batch),
+            input_shape=shape,
+            mean=mean,
+            std=std,
+        )
         results[f"batch{batch}"] = {
             "train_sample_steps_per_s": tr,
             "inversion_sample_steps_per_s": inv.sample_steps_per_s,
@@ -71,8 +77,12 @@ def main() -> None:
     }
     for name, kw in runs.items():
         r = invert(teacher, labels, cfg, input_shape=shape, mean=mean, std=std, seed=3, **kw)
-        results[name] = {"teacher_accuracy": r.teacher_accuracy, "bn_loss": r.bn_loss_end,
-                         "seconds": r.seconds, "samples": len(labels)}  # fmt: skip
+        results[name] = {
+            "teacher_accuracy": r.teacher_accuracy,
+            "bn_loss": r.bn_loss_end,
+            "seconds": r.seconds,
+            "samples": len(labels),
+        }
         print(
             f"{name:>16}: teacher acc {r.teacher_accuracy:.3f} | BN loss "
             f"{r.bn_loss_end:6.3f} | {r.seconds:5.1f}s for {len(labels)} samples"

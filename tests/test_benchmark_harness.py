@@ -1,0 +1,52 @@
+"""The benchmark harness in --quick mode: cells saved at once, skipped on restart, report."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.report import ROW_KEYS, rounds_to_reach
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_rounds_to_reach():
+    assert rounds_to_reach([0.1, 0.5, 0.7], 0.5) == 2
+    assert rounds_to_reach([0.1, 0.2], 0.5) is None
+
+
+@pytest.mark.e2e
+def test_quick_matrix_runs_resumes_and_reports(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.fmnist10",
+        "--quick",
+        "--results",
+        str(tmp_path),
+        "--algorithms",
+        "fedavg,zda,centralized",
+        "--partitions",
+        "c1",
+    ]
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=500)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == [
+        "centralized-all-s0.json",
+        "fedavg-c1-s0.json",
+        "zda-c1-s0.json",
+    ]
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.stdout.count("skip ") == 3 and "run " not in again.stdout
+    report = json.loads((tmp_path / "fmnist10.json").read_text())
+    assert report["yardstick"]["rounds"] == 2 and len(report["rows"]) == 3
+    for row in report["rows"]:
+        assert tuple(row) == ROW_KEYS
+        assert 0 <= row["final_accuracy"] <= 1 and len(row["accuracy_per_round"]) == 2
+    fedavg = next(r for r in report["rows"] if r["algorithm"] == "fedavg")
+    assert fedavg["rounds_to_fedavg_final"] is not None
+    md = (tmp_path / "fmnist10.md").read_text()
+    assert "| c1 | zda |" in md and "Not run yet" in md
+    assert (tmp_path / "fmnist10_accuracy.png").is_file()
