@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from torch import nn
 
 from fedtask.config import ExperimentConfig
 from fedtask.faults import corrupt_update, kind_for_round
-from fedtask.federation import build_federation
+from fedtask.federation import Federation, build_federation
 from fedtask.flower import experiment_config, partition_of, record_to_state, state_to_record
 from fedtask.models import build_model, get_device
 from fedtask.scaffold import client_control_update, correction, zeros_like_params
@@ -35,22 +36,21 @@ def _preview(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict[str, li
     return {"preview-x": x[keep].flatten().tolist(), "preview-y": y[keep].float().tolist()}
 
 
-def _model_from(
-    msg: Message, cfg: ExperimentConfig, in_channels: int, num_classes: int
-) -> torch.nn.Module:
-    model = build_model(cfg.model.name, in_channels, num_classes)
+def _setup(msg: Message, context: Context) -> tuple[ExperimentConfig, int, Federation, nn.Module]:
+    """This run's config, this node's partition, the data, and the received model."""
+    cfg = experiment_config(context)
+    pid = partition_of(context, cfg)
+    fed = build_federation(cfg)
+    model = build_model(cfg.model.name, fed.train.input_shape[0], fed.train.num_classes)
     model.load_state_dict(record_to_state(msg.content["arrays"]))
-    return model
+    return cfg, pid, fed, model
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the received global model on the local partition and send it back."""
-    cfg = experiment_config(context)
-    pid = partition_of(context, cfg)
-    fed = build_federation(cfg)
+    cfg, pid, fed, model = _setup(msg, context)
     trainset, _ = fed.client_datasets(pid)
-    model = _model_from(msg, cfg, fed.train.input_shape[0], fed.train.num_classes)
     config = msg.content["config"]
     server_round = int(config["server-round"])
     seed = (cfg.seed * 1_000_003 + server_round) * 1_009 + pid
@@ -124,11 +124,8 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate_local(msg: Message, context: Context) -> Message:
     """Evaluate the received global model on this client's own test set."""
-    cfg = experiment_config(context)
-    pid = partition_of(context, cfg)
-    fed = build_federation(cfg)
+    _, pid, fed, model = _setup(msg, context)
     _, testset = fed.client_datasets(pid)
-    model = _model_from(msg, cfg, fed.train.input_shape[0], fed.train.num_classes)
     ev = evaluate(model, testset, device=get_device())
     metrics = MetricRecord(
         {

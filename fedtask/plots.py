@@ -62,13 +62,15 @@ def plot_accuracy(rows: Sequence[dict], path: Path) -> None:
 
 
 def plot_client_spread(rows: Sequence[dict], path: Path) -> None:
-    """Box plot of per-client accuracy per round."""
-    rows = [row for row in rows if row.get("client_accuracies")]
-    fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(rows) + 2), 4))
-    if rows:
-        ax.boxplot(
-            [row["client_accuracies"] for row in rows], positions=[row["round"] for row in rows]
-        )
+    """Box plot of per-client accuracy per round (clients that did not report are left out)."""
+    spread = []
+    for row in rows:
+        accs = [a for a in row.get("client_accuracies") or [] if a is not None and a == a]
+        if accs:
+            spread.append((row["round"], accs))
+    fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(spread) + 2), 4))
+    if spread:
+        ax.boxplot([a for _, a in spread], positions=[r for r, _ in spread])
     ax.set_xlabel("round")
     ax.set_ylabel("per-client accuracy (own test set)")
     ax.set_ylim(0, 1)

@@ -8,9 +8,13 @@ from plain tensors so a client can keep it in Flower's ``Context.state``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+
+from inversion.engine import InversionConfig, InversionResult, invert
 
 
 @dataclass
@@ -64,3 +68,42 @@ class SyntheticPool:
         if not state:
             return cls()
         return cls(state["x"], state["y"].long(), int(state["round"]))
+
+
+def invert_with_pool(
+    model: nn.Module,
+    labels: torch.Tensor,
+    cfg: InversionConfig,
+    pool: SyntheticPool,
+    server_round: int,
+    max_age: int,
+    *,
+    input_shape: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    student: nn.Module | None = None,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> tuple[InversionResult, float]:
+    """Invert ``model`` for ``labels`` starting from ``pool`` where it can, then refill it.
+
+    Uses ``cfg.warm_steps`` when every sample starts from the pool, ``cfg.steps`` otherwise.
+    Returns the result and the warm fraction.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    init, warm = pool.init_for(labels, tuple(input_shape), server_round, max_age, gen)
+    res = invert(
+        model,
+        labels,
+        cfg,
+        input_shape=input_shape,
+        mean=mean,
+        std=std,
+        init=init,
+        steps=cfg.warm_steps if warm == 1.0 else cfg.steps,
+        student=student,
+        device=device,
+        seed=seed,
+    )
+    pool.update(res.x, res.y, server_round)
+    return res, warm

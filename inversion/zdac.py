@@ -12,8 +12,8 @@ from torch import nn
 
 from fedtask.training import Synthetic
 from inversion.allocation import allocate, labels_for
-from inversion.engine import InversionConfig, invert
-from inversion.pool import SyntheticPool
+from inversion.engine import InversionConfig
+from inversion.pool import SyntheticPool, invert_with_pool
 
 
 @dataclass(frozen=True)
@@ -70,21 +70,19 @@ def zdac_augment(
     if per_class.sum() == 0:
         return ZdacOutcome(None, metrics)
     labels = torch.from_numpy(labels_for(per_class))
-    gen = torch.Generator().manual_seed(seed)
-    init, warm = pool.init_for(labels, input_shape, server_round, cfg.pool_max_age, gen)
-    res = invert(
+    res, warm = invert_with_pool(
         global_model,
         labels,
         cfg.inversion,
+        pool,
+        server_round,
+        cfg.pool_max_age,
         input_shape=input_shape,
         mean=mean,
         std=std,
-        init=init,
-        steps=cfg.inversion.warm_steps if warm == 1.0 else cfg.inversion.steps,
         device=device,
         seed=seed,
     )
-    pool.update(res.x, res.y, server_round)
     teacher = copy.deepcopy(global_model).eval() if cfg.kd_weight > 0 else None
     metrics.update(
         {

@@ -15,8 +15,8 @@ from torch import nn
 
 from fedtask.training import distillation_loss, iterate_batches
 from inversion.allocation import labels_for, proportional_counts
-from inversion.engine import InversionConfig, invert
-from inversion.pool import SyntheticPool
+from inversion.engine import InversionConfig
+from inversion.pool import SyntheticPool, invert_with_pool
 
 StateDict = dict[str, torch.Tensor]
 
@@ -106,23 +106,20 @@ def zdas_finetune(
         teacher.load_state_dict(state)
         teacher.to(device).eval()
         labels = torch.from_numpy(labels_for(client_allocation(cfg, num_classes, counts)))
-        gen = torch.Generator().manual_seed(seed * 7919 + k)
-        pool = pools.setdefault(cid, SyntheticPool())
-        init, warm = pool.init_for(labels, input_shape, server_round, cfg.pool_max_age, gen)
-        res = invert(
+        res, warm = invert_with_pool(
             teacher,
             labels,
             cfg.inversion,
+            pools.setdefault(cid, SyntheticPool()),
+            server_round,
+            cfg.pool_max_age,
             input_shape=input_shape,
             mean=mean,
             std=std,
-            init=init,
-            steps=cfg.inversion.warm_steps if warm == 1.0 else cfg.inversion.steps,
             student=student if cfg.inversion.adi > 0 else None,
             device=device,
-            seed=seed + k,
+            seed=seed * 7919 + k,
         )
-        pool.update(res.x, res.y, server_round)
         xs.append(res.x)
         ys.append(res.y)
         teachers.append(teacher)

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import gzip
-import os
 import re
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from scripts.proctree import kill_tree
+from scripts.simulate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -40,12 +36,6 @@ def idx_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def flwr_run(
     tmp_path: Path,
     overrides: str,
@@ -58,34 +48,12 @@ def flwr_run(
     The combined output is kept in ``tmp_path/flwr.log``; ``expect`` must appear in it.
     """
     tmp_path.mkdir(parents=True, exist_ok=True)
-    home = tmp_path / "flwr-home"
-    env = dict(os.environ)
-    env.update(
-        {
-            "FLWR_HOME": str(home),
-            "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(_free_port()),
-            "FLWR_LOCAL_CONTROL_API_PORT": str(_free_port()),
-            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
-        }
+    proc = simulate(
+        f"{overrides} output.root={tmp_path / 'runs'}",
+        num_supernodes,
+        tmp_path / "flwr-home",
+        timeout,
     )
-    overrides = f"{overrides} output.root={tmp_path / 'runs'}"
-    cmd = [
-        str(Path(sys.executable).parent / "flwr"),
-        "run",
-        ".",
-        "--stream",
-        "--federation-config",
-        f"num-supernodes={num_supernodes}",
-        "-c",
-        f'overrides="{overrides}"',
-    ]
-    try:
-        proc = subprocess.run(
-            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-        )
-    finally:
-        kill_tree(f"flower-superlink.*{home}/")
     out = proc.stdout + proc.stderr
     (tmp_path / "flwr.log").write_text(out)
     m = re.search(r"run directory (\S+)|resuming (\S+) at round", out)

@@ -48,5 +48,5 @@ def test_quick_matrix_runs_resumes_and_reports(tmp_path):
     fedavg = next(r for r in report["rows"] if r["algorithm"] == "fedavg")
     assert fedavg["rounds_to_fedavg_final"] is not None
     md = (tmp_path / "fmnist10.md").read_text()
-    assert "| c1 | zda |" in md and "Not run yet" in md
+    assert "| c1 | zdas |" in md and "Not run yet" in md
     assert (tmp_path / "fmnist10_accuracy.png").is_file()

@@ -55,7 +55,7 @@ def test_fedprox_keeps_weights_closer_to_global():
         m = build_model("cnn", 1, 10)
         m.load_state_dict(base.state_dict())
         train_local(m, ds, TrainConfig(local_epochs=2, lr=0.05), seed=1, prox_mu=mu)
-        dists[mu] = float(proximal_term(m, start))
+        dists[mu] = float(proximal_term(m, start).detach())
     assert dists[1.0] < 0.8 * dists[0.0]
 
 
@@ -91,3 +91,14 @@ def test_local_training_learns_real_data():
     train_local(m, s.train.subset(range(3000)), TrainConfig(), seed=0)
     ev = evaluate(m, s.test.subset(range(1000)), num_classes=10)
     assert ev["accuracy"] > 0.6 and len(ev["per_class_accuracy"]) == 10
+
+
+def test_client_spread_plot_skips_clients_that_did_not_report(tmp_path):
+    from fedtask.plots import plot_client_spread
+
+    rows = [
+        {"round": 1, "client_accuracies": [0.5, None, 0.7]},
+        {"round": 2, "client_accuracies": [float("nan"), 0.6, 0.8]},
+    ]
+    plot_client_spread(rows, tmp_path / "spread.png")
+    assert (tmp_path / "spread.png").stat().st_size > 0
