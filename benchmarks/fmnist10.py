@@ -58,7 +58,11 @@ YARDSTICK = {
     # Method settings used by every cell (the yardstick's settings above are fixed).
     "method_overrides": "fedprox.mu=0.01 zdas.use_label_counts=true",
 }
-QUICK = "data.train_subset=1200 data.test_subset=400 partition.client_test_size=100"
+QUICK = (
+    "data.train_subset=1200 data.test_subset=400 partition.client_test_size=100 "
+    "zdas.samples_per_client=20 zdac.budget=0.05 zdas.inversion.steps=20 "
+    "zdac.inversion.steps=20"
+)
 
 
 def cells(algorithms: list[str], partitions: list[str], quick: bool) -> list[tuple]:
@@ -185,7 +189,8 @@ def main() -> None:
             )
     yard = dict(YARDSTICK, rounds=rounds, quick=a.quick)
     every = cells([*ALGORITHMS, "centralized"], list(PARTITIONS), a.quick)
-    write_report(cell_dir, results, yard, [f"{x}-{p}-s{s}" for x, p, s in every])
+    readme = None if a.quick or a.results else ROOT / "README.md"
+    write_report(cell_dir, results, yard, [f"{x}-{p}-s{s}" for x, p, s in every], readme)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def test_quick_matrix_runs_resumes_and_reports(tmp_path):
         "--results",
         str(tmp_path),
         "--algorithms",
-        "fedavg,zda,centralized",
+        "fedavg,zdas,centralized",
         "--partitions",
         "c1",
     ]
@@ -36,7 +36,7 @@ def test_quick_matrix_runs_resumes_and_reports(tmp_path):
     assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == [
         "centralized-all-s0.json",
         "fedavg-c1-s0.json",
-        "zda-c1-s0.json",
+        "zdas-c1-s0.json",
     ]
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.stdout.count("skip ") == 3 and "run " not in again.stdout
