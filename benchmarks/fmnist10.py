@@ -65,12 +65,16 @@ QUICK = (
 )
 
 
-def cells(algorithms: list[str], partitions: list[str], quick: bool) -> list[tuple]:
+def cells(
+    algorithms: list[str], partitions: list[str], quick: bool, seeds: list[int] | None = None
+) -> list[tuple]:
     """(algorithm, partition, seed) for the matrix, filtered."""
     out = [(a, p, 0) for p in PARTITIONS for a in ALGORITHMS]
     if not quick:
         out += [(a, p, s) for s in (1, 2) for p in ("dir0.1", "c1") for a in ("fedavg", "zda")]
     out = [c for c in out if c[0] in algorithms and c[1] in partitions]
+    if seeds is not None:
+        out = [c for c in out if c[2] in seeds]
     if "centralized" in algorithms:
         out += [("centralized", "all", 0)]
     return out
@@ -158,6 +162,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--algorithms", default=",".join((*ALGORITHMS, "centralized")))
     ap.add_argument("--partitions", default=",".join(PARTITIONS))
+    ap.add_argument("--seeds", default="", help="only these seeds, e.g. 0 (default: all)")
     ap.add_argument("--quick", action="store_true", help="harness smoke test (tiny, 2 rounds)")
     ap.add_argument("--report", action="store_true", help="only rebuild the report from cells")
     ap.add_argument("--results", type=Path, default=None, help="results directory")
@@ -167,7 +172,8 @@ def main() -> None:
     cell_dir.mkdir(parents=True, exist_ok=True)
     rounds = 2 if a.quick else YARDSTICK["rounds"]
     if not a.report:
-        todo = cells(a.algorithms.split(","), a.partitions.split(","), a.quick)
+        seeds = [int(x) for x in a.seeds.split(",")] if a.seeds else None
+        todo = cells(a.algorithms.split(","), a.partitions.split(","), a.quick, seeds)
         for alg, part, seed in todo:
             path = cell_dir / f"{alg}-{part}-s{seed}.json"
             if path.is_file():

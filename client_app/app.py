@@ -101,7 +101,9 @@ def train(msg: Message, context: Context) -> Message:
     extra_arrays = {}
     if c is not None and c_i is not None:
         y = {n: p.detach().cpu() for n, p in model.named_parameters()}
-        c_i_new, delta = client_control_update(c, c_i, x0, y, max(stats.steps, 1), cfg.train.lr)
+        c_i_new, delta = client_control_update(
+            c, c_i, x0, y, max(stats.steps, 1), cfg.train.lr, cfg.train.momentum
+        )
         context.state[SCAFFOLD_CI] = state_to_record(c_i_new)
         extra_arrays[SCAFFOLD_DC] = state_to_record(delta)
     state, num_examples = model.state_dict(), stats.num_examples

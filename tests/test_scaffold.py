@@ -25,7 +25,9 @@ def test_option_ii_client_update_and_server_update():
     assert zeros_like_params(x)["w"].tolist() == [0.0, 0.0]
 
 
-def _run(scaffold: bool, rounds: int = 300, steps: int = 10, lr: float = 0.05) -> float:
+def _run(
+    scaffold: bool, rounds: int = 300, steps: int = 10, lr: float = 0.05, momentum: float = 0.0
+) -> float:
     """Two clients with f_i(w) = h_i/2 (w - a_i)^2; the optimum of their sum is 0.8."""
     h, a = [1.0, 4.0], [4.0, 0.0]  # w* = (1*4 + 4*0) / 5 = 0.8
     w = {"w": torch.tensor([0.0])}
@@ -36,11 +38,13 @@ def _run(scaffold: bool, rounds: int = 300, steps: int = 10, lr: float = 0.05) -
         for i in range(2):
             y = w["w"].clone()
             corr = correction(c, cs[i], ["w"])[0] if scaffold else 0.0
+            buf = torch.zeros_like(y)  # SGD momentum buffer, fresh each round
             for _ in range(steps):
-                y = y - lr * (h[i] * (y - a[i]) + corr)
+                buf = momentum * buf + h[i] * (y - a[i]) + corr
+                y = y - lr * buf
             ys.append(y)
             if scaffold:
-                cs[i], d = client_control_update(c, cs[i], w, {"w": y}, steps, lr)
+                cs[i], d = client_control_update(c, cs[i], w, {"w": y}, steps, lr, momentum)
                 deltas.append(d)
         w = {"w": (ys[0] + ys[1]) / 2}
         if scaffold:
@@ -51,3 +55,10 @@ def _run(scaffold: bool, rounds: int = 300, steps: int = 10, lr: float = 0.05) -
 def test_scaffold_removes_the_drift_that_fedavg_has():
     assert abs(_run(scaffold=True) - 0.8) < 1e-3
     assert abs(_run(scaffold=False) - 0.8) > 0.1  # FedAvg's fixed point is biased
+
+
+def test_scaffold_with_momentum_stays_stable_and_unbiased():
+    # lr 0.02, momentum 0.9, 20 steps: the momentum-aware estimate converges to w* = 0.8
+    w = _run(scaffold=True, rounds=400, steps=20, lr=0.02, momentum=0.9)
+    assert abs(w - 0.8) < 1e-2
+    assert abs(_run(scaffold=False, rounds=400, steps=20, lr=0.02, momentum=0.9) - 0.8) > 0.1
