@@ -10,10 +10,17 @@ from torch import nn
 from fedtask.config import ExperimentConfig
 from fedtask.faults import corrupt_update, kind_for_round
 from fedtask.federation import Federation, build_federation
-from fedtask.flower import experiment_config, partition_of, record_to_state, state_to_record
+from fedtask.flower import (
+    NUM_EXAMPLES,
+    PARTITION_ID,
+    experiment_config,
+    partition_of,
+    record_to_state,
+    state_to_record,
+)
 from fedtask.models import build_model, get_device
 from fedtask.scaffold import client_control_update, correction, zeros_like_params
-from fedtask.training import evaluate, train_local
+from fedtask.training import Synthetic, evaluate, train_local
 from inversion.pool import SyntheticPool
 from inversion.zdac import zdac_augment
 
@@ -21,6 +28,7 @@ app = ClientApp()
 POOL_KEY = "zdac-pool"
 SCAFFOLD_C, SCAFFOLD_DC, SCAFFOLD_CI = "scaffold-c", "scaffold-dc", "scaffold-ci"
 PREVIEW_PER_CLASS = 2
+StateDict = dict[str, torch.Tensor]
 
 
 def _load_pool(context: Context) -> SyntheticPool:
@@ -46,6 +54,38 @@ def _setup(msg: Message, context: Context) -> tuple[ExperimentConfig, int, Feder
     return cfg, pid, fed, model
 
 
+def _zdac(
+    cfg: ExperimentConfig,
+    pid: int,
+    fed: Federation,
+    model: nn.Module,
+    context: Context,
+    server_round: int,
+    seed: int,
+) -> tuple[Synthetic | None, dict]:
+    """ZDAC: invert the received model (warm-started from this node's pool) so the local
+    class mix becomes balanced; keeps the pool in ``context.state``."""
+    pool = _load_pool(context)
+    t = fed.train
+    outcome = zdac_augment(
+        model, fed.counts[pid], cfg.zdac, pool, server_round,
+        input_shape=t.input_shape, mean=t.mean, std=t.std, device=get_device(), seed=seed,
+    )  # fmt: skip
+    metrics = dict(outcome.metrics)
+    if not pool.is_empty():
+        context.state[POOL_KEY] = state_to_record(pool.state())
+    if pid == cfg.zdac.preview_client and outcome.synthetic is not None:
+        metrics |= _preview(outcome.synthetic.x, outcome.synthetic.y, t.num_classes)
+    return outcome.synthetic, metrics
+
+
+def _scaffold_variates(msg: Message, context: Context) -> tuple[StateDict, StateDict]:
+    """The server control variate ``c`` and this node's ``c_i`` (zeros on its first round)."""
+    c = record_to_state(msg.content[SCAFFOLD_C])
+    rec = context.state.array_records.get(SCAFFOLD_CI)
+    return c, record_to_state(rec) if rec is not None else zeros_like_params(c)
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the received global model on the local partition and send it back."""
@@ -54,45 +94,22 @@ def train(msg: Message, context: Context) -> Message:
     config = msg.content["config"]
     server_round = int(config["server-round"])
     seed = (cfg.seed * 1_000_003 + server_round) * 1_009 + pid
-    device = get_device()
-    counts = fed.counts[pid]
     extra: dict = {}
     synthetic = None
     if cfg.algorithm in ("zdac", "zda"):
-        pool = _load_pool(context)
-        t = fed.train
-        outcome = zdac_augment(
-            model,
-            counts,
-            cfg.zdac,
-            pool,
-            server_round,
-            input_shape=t.input_shape,
-            mean=t.mean,
-            std=t.std,
-            device=device,
-            seed=seed,
-        )
-        synthetic = outcome.synthetic
-        extra |= outcome.metrics
-        if not pool.is_empty():
-            context.state[POOL_KEY] = state_to_record(pool.state())
-            if pid == cfg.zdac.preview_client and synthetic is not None:
-                extra |= _preview(synthetic.x, synthetic.y, t.num_classes)
+        synthetic, extra = _zdac(cfg, pid, fed, model, context, server_round, seed)
     if cfg.algorithm in ("zdas", "zda") and cfg.zdas.use_label_counts:
-        extra["label-counts"] = [int(c) for c in counts]  # the client opted in to share these
-    names = [n for n, _ in model.named_parameters()]
-    x0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+        extra["label-counts"] = [int(c) for c in fed.counts[pid]]  # opted in to share these
     c = c_i = None
     if cfg.algorithm == "scaffold":
-        c = record_to_state(msg.content[SCAFFOLD_C])
-        rec = context.state.array_records.get(SCAFFOLD_CI)
-        c_i = record_to_state(rec) if rec is not None else zeros_like_params(c)
+        c, c_i = _scaffold_variates(msg, context)
+    names = [n for n, _ in model.named_parameters()]
+    x0 = {n: p.detach().clone() for n, p in model.named_parameters()}
     stats = train_local(
         model,
         trainset,
         cfg.train,
-        device=device,
+        device=get_device(),
         seed=seed,
         prox_mu=float(config.get("proximal-mu", 0.0)),
         grad_correction=correction(c, c_i, names) if c is not None else None,
@@ -112,8 +129,8 @@ def train(msg: Message, context: Context) -> Message:
         state, num_examples = corrupt_update(state, num_examples, kind)
     metrics = MetricRecord(
         {
-            "num-examples": num_examples,
-            "partition-id": pid,
+            NUM_EXAMPLES: num_examples,
+            PARTITION_ID: pid,
             "loss": stats.loss,
             "seconds": stats.seconds,
             **extra,
@@ -131,8 +148,8 @@ def evaluate_local(msg: Message, context: Context) -> Message:
     ev = evaluate(model, testset, device=get_device())
     metrics = MetricRecord(
         {
-            "num-examples": len(testset),
-            "partition-id": pid,
+            NUM_EXAMPLES: len(testset),
+            PARTITION_ID: pid,
             "accuracy": float(ev["accuracy"]),
             "loss": float(ev["loss"]),
         }

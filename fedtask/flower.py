@@ -16,6 +16,9 @@ from flwr.app import ArrayRecord, Context
 from fedtask.config import ExperimentConfig, config_from_run_config
 
 APP_DIR = Path(__file__).resolve().parent.parent
+# MetricRecord keys every client reply carries (the client writes them, the server checks).
+NUM_EXAMPLES = "num-examples"
+PARTITION_ID = "partition-id"
 
 
 def state_to_record(state: dict[str, torch.Tensor]) -> ArrayRecord:

@@ -18,6 +18,15 @@ from fedtask.config import ExperimentConfig
 from fedtask.plots import plot_accuracy, plot_client_spread
 
 
+def atomic_torch_save(obj: Any, path: Path) -> Path:
+    """``torch.save`` to a temp file beside ``path``, then rename it into place: a crash
+    mid-write never leaves a truncated file under the final name."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
@@ -94,8 +103,4 @@ class RunDir:
 
     def save_model(self, state: dict[str, torch.Tensor], name: str = "model_final.pt") -> Path:
         """Save a state dict atomically (write to a temp file, then rename)."""
-        p = self.path / name
-        tmp = p.with_suffix(p.suffix + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, p)
-        return p
+        return atomic_torch_save(state, self.path / name)

@@ -8,7 +8,6 @@ corrupt or mismatched checkpoint is an error, never a silent fresh start.
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from fedtask.rundir import atomic_torch_save
 
 CHECKPOINT = "checkpoint.pt"
 # Keys that may differ between the interrupted run and its resumption.
@@ -33,11 +34,7 @@ def save_checkpoint(run_dir: Path, **payload: Any) -> Path:
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
     }
-    path = run_dir / CHECKPOINT
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_torch_save(payload, run_dir / CHECKPOINT)
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:

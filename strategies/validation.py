@@ -11,8 +11,9 @@ import math
 import torch
 from flwr.app import RecordDict
 
-NUM_EXAMPLES = "num-examples"
-PARTITION_ID = "partition-id"
+from fedtask.flower import NUM_EXAMPLES, PARTITION_ID
+
+__all__ = ["NUM_EXAMPLES", "PARTITION_ID", "check_arrays", "check_metrics"]
 
 
 def check_metrics(content: RecordDict, required: tuple[str, ...], max_examples: int) -> str | None:

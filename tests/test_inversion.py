@@ -13,6 +13,7 @@ from fedtask.partition import pathological
 from fedtask.training import TrainConfig, evaluate, train_local
 from inversion import InversionConfig, SyntheticPool, allocate, invert
 from inversion.allocation import budget_size, labels_for
+from inversion.engine import BNStatsLoss
 from inversion.zdas import ZdasConfig, zdas_finetune
 
 
@@ -63,6 +64,44 @@ def test_warm_start_reaches_cold_quality_in_few_steps(teacher, fmnist):
     assert warm.steps == 10
     assert warm.teacher_accuracy >= 0.9
     assert warm.bn_loss_end < short_cold.bn_loss_end
+
+
+def test_bn_hooks_match_the_reference_loss_and_keep_eval_outputs(teacher):
+    """The fast hooks (sums of x - running_mean, BN as an affine map) compute exactly the
+    textbook statistics loss, and leave the eval-mode forward pass unchanged."""
+    teacher.eval()
+    x = torch.randn(16, 1, 28, 28)
+    ref_terms = []
+
+    def ref_hook(module, inputs, _out):
+        z = inputs[0]
+        mu, var = z.mean(dim=(0, 2, 3)), z.var(dim=(0, 2, 3), unbiased=False)
+        ref_terms.append(
+            torch.linalg.vector_norm(mu - module.running_mean)
+            + torch.linalg.vector_norm(var - module.running_var)
+        )
+
+    bns = [m for m in teacher.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    handles = [m.register_forward_hook(ref_hook) for m in bns]
+    with torch.no_grad():
+        ref_out = teacher(x)
+    for h in handles:
+        h.remove()
+    ref_loss = 10.0 * ref_terms[0] + sum(ref_terms[1:])
+    hooks = BNStatsLoss(teacher, first_multiplier=10.0)
+    try:
+        xg = x.clone().requires_grad_(True)
+        out = teacher(xg)
+        loss = hooks.pop()
+        loss.backward()
+    finally:
+        hooks.remove()
+    assert len(hooks.layers) == len(bns) == 2
+    torch.testing.assert_close(out.detach(), ref_out, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(loss.detach(), ref_loss, rtol=1e-4, atol=1e-4)
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()
+    with torch.no_grad():  # the hooks are gone: the model is back to plain BatchNorm
+        torch.testing.assert_close(teacher(x), ref_out)
 
 
 def test_model_without_batchnorm_warns_and_runs():
