@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -122,8 +123,22 @@ def run_federated(
         "inversion_seconds_per_round": float(np.mean(inv)),
         "rounds_to_fedavg_final": None,  # filled in by the report from the FedAvg row
         "accuracy_per_round": [r["global_accuracy"] for r in rows],
+        "round_seconds": [r["round_seconds"] for r in rows],
         "wall_seconds": time.perf_counter() - t0,
         "run_dir": str(run_dir.relative_to(ROOT)) if run_dir.is_relative_to(ROOT) else str(run_dir),
+    }
+
+
+def code_version() -> dict:
+    """The commit a cell ran from, and the tracked files that differed from it (if any)."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "modified": git("diff", "--name-only", "HEAD").split(),
     }
 
 
@@ -180,6 +195,7 @@ def main() -> None:
                 print(f"skip {path.name} (done)")
                 continue
             print(f"run  {alg} {part} seed {seed} ...", flush=True)
+            code = code_version()
             work = results / "work" / path.stem
             work.mkdir(parents=True, exist_ok=True)
             row = (
@@ -187,6 +203,7 @@ def main() -> None:
                 if alg == "centralized"
                 else run_federated(alg, part, seed, rounds, a.quick, work)
             )
+            row["code"] = code
             path.write_text(json.dumps(row, indent=2))  # saved at once: resumable per cell
             print(
                 f"done {alg} {part} seed {seed}: final {row['final_accuracy']:.4f} "

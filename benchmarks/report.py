@@ -34,6 +34,20 @@ def rounds_to_reach(curve: list[float], target: float) -> int | None:
     return next((i + 1 for i, a in enumerate(curve) if a >= target), None)
 
 
+def cell_id(r: dict) -> str:
+    return f"{r['algorithm']}-{r['partition']}-s{r['seed']}"
+
+
+def load_code_versions(cell_dir: Path) -> dict[str, str]:
+    """Short commit each cell ran from ("+" marks uncommitted changes then), by cell id."""
+    out = {}
+    for p in sorted(cell_dir.glob("*.json")):
+        code = json.loads(p.read_text()).get("code") or {}
+        commit = (code.get("commit") or "")[:7]
+        out[p.stem] = (commit + ("+" if code.get("modified") else "")) or "?"
+    return out
+
+
 def load_rows(cell_dir: Path) -> list[dict]:
     """Cells as result rows with exactly ROW_KEYS, rounds_to_fedavg_final filled in."""
     raw = [json.loads(p.read_text()) for p in sorted(cell_dir.glob("*.json"))]
@@ -62,24 +76,115 @@ def _fmt(values: list, pct: bool = True) -> str:
     return f"{np.mean(vals) * scale:.1f} ± {np.std(vals) * scale:.1f}"
 
 
-def markdown(rows: list[dict], yardstick: dict, missing: list[str]) -> str:
-    """The results table (accuracies in %, mean ± std over seeds where several)."""
+TARGETS = (  # (label, partition, key, threshold) for zda's final-round rows
+    ("α=0.5 final accuracy ≥ 0.91", "dir0.5", "final_accuracy", 0.91),
+    ("α=0.1 final accuracy ≥ 0.905", "dir0.1", "final_accuracy", 0.905),
+    ("#C=2 final accuracy ≥ 0.88", "c2", "final_accuracy", 0.88),
+    ("#C=1 final accuracy ≥ 0.75", "c1", "final_accuracy", 0.75),
+)
+CELL_COMMAND = (
+    ".venv/bin/python -m benchmarks.fmnist10 --algorithms ALG --partitions PART --seeds SEED"
+)
+
+
+def _mean(rows: list[dict], alg: str, part: str, key: str) -> float | None:
+    vals = [r[key] for r in rows if r["algorithm"] == alg and r["partition"] == part]
+    vals = [v for v in vals if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def targets(rows: list[dict], speed: dict | None) -> list[str]:
+    """The issue's targets, each met or missed by how much (mean over the seeds run)."""
+    lines = ["| target | measured | verdict |", "|---|---|---|"]
+
+    def add(label: str, value: float | None, threshold: float | None, higher: bool) -> None:
+        if value is None or threshold is None:
+            lines.append(f"| {label} | – | not run yet |")
+            return
+        gap = value - threshold if higher else threshold - value
+        verdict = "met" if gap >= 0 else f"missed by {abs(gap):.3f}"
+        lines.append(f"| {label} | {value:.3f} | {verdict} |")
+
+    for label, part, key, thr in TARGETS:
+        add(f"zda {label}", _mean(rows, "zda", part, key), thr, True)
+    fa_std = _mean(rows, "fedavg", "dir0.1", "client_acc_std")
+    add(
+        "zda α=0.1 client std ≤ 0.5 × FedAvg's",
+        _mean(rows, "zda", "dir0.1", "client_acc_std"),
+        None if fa_std is None else 0.5 * fa_std,
+        False,
+    )
+    add(
+        "zda α=0.1 worst-10% ≥ FedAvg's client mean",
+        _mean(rows, "zda", "dir0.1", "client_acc_worst10"),
+        _mean(rows, "fedavg", "dir0.1", "client_acc_mean"),
+        True,
+    )
+    sp = speed or {}
+    add("zda_to_fedavg_round_ratio ≤ 1.5", sp.get("zda_to_fedavg_round_ratio"), 1.5, False)
+    add("inversion_to_train_ratio ≥ 0.85", sp.get("inversion_to_train_ratio"), 0.85, True)
+    return lines
+
+
+def speed_lines(speed: dict) -> list[str]:
+    """speed.json as a short table."""
+    keys = (
+        "train_sample_steps_per_s",
+        "inversion_sample_steps_per_s",
+        "inversion_to_train_ratio",
+        "fedavg_seconds_per_round",
+        "zda_seconds_per_round",
+        "zda_to_fedavg_round_ratio",
+        "fedavg_warm_seconds_per_round",
+        "zda_warm_seconds_per_round",
+        "zda_to_fedavg_warm_round_ratio",
+        "teacher_accuracy",
+    )
+    lines = ["| quantity | value |", "|---|---|"]
+    lines += [f"| `{k}` | {speed[k]:.3f} |" for k in keys if isinstance(speed.get(k), float)]
+    st = speed.get("student_from_synthetic_accuracy") or {}
+    for k in ("cold", "amortised"):
+        if k in st:
+            lines.append(f"| `student_from_synthetic_accuracy.{k}` | {st[k]:.3f} |")
+    if st:
+        lines.append(
+            f"| distillation set-up | cold: {st['cold_samples']} samples × {st['cold_steps']} "
+            f"steps; amortised: {st['amortised_samples']} samples in batches of "
+            f"{st['amortised_batch']}, first {st['amortised_first_batch_steps']} steps, then "
+            f"{st['amortised_warm_steps']} warm; student {st['student_sample_steps']} "
+            "sample-steps |"
+        )
+    return lines
+
+
+def markdown(
+    rows: list[dict],
+    yardstick: dict,
+    missing: list[str],
+    codes: dict[str, str] | None = None,
+    speed: dict | None = None,
+) -> str:
+    """The results table (accuracies in %, mean ± std over seeds where several), the speed
+    file and the targets."""
+    codes = codes or {}
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[(r["partition"], r["algorithm"])].append(r)
-    lines = [
-        "# FMNIST-10 results",
-        "",
-        f"Yardstick: {json.dumps(yardstick)}",
+    lines = ["# FMNIST-10 results", "", "Yardstick:", ""]
+    lines += [f"- {k}: {json.dumps(v) if isinstance(v, dict) else v}" for k, v in yardstick.items()]
+    lines += [
         "",
         "Accuracies in %; `±` is the std over seeds where a cell has several seeds. "
-        "`client std` and `worst-10%` are over the 10 clients' own test sets (final round).",
+        "`client std` and `worst-10%` are over the 10 clients' own test sets (final round). "
+        "`code` is the commit each cell ran from.",
         "",
         "| partition | algorithm | seeds | final acc | best acc | client mean | client std "
-        "| worst-10% | s/round | inversion s/round | rounds to FedAvg final |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| worst-10% | s/round | inversion s/round | rounds to FedAvg final | code |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (part, alg), rs in groups.items():
+        reach = ", ".join("never" if r["rounds_to_fedavg_final"] is None and alg != "centralized"
+                          else str(r["rounds_to_fedavg_final"] or "–") for r in rs)  # fmt: skip
         lines.append(
             f"| {part} | {alg} | {','.join(str(r['seed']) for r in rs)} "
             f"| {_fmt([r['final_accuracy'] for r in rs])} "
@@ -89,10 +194,25 @@ def markdown(rows: list[dict], yardstick: dict, missing: list[str]) -> str:
             f"| {_fmt([r['client_acc_worst10'] for r in rs])} "
             f"| {_fmt([r['seconds_per_round'] for r in rs], pct=False)} "
             f"| {_fmt([r['inversion_seconds_per_round'] for r in rs], pct=False)} "
-            f"| {', '.join(str(r['rounds_to_fedavg_final']) for r in rs)} |"
+            f"| {reach} | {', '.join(sorted({codes.get(cell_id(r), '?') for r in rs}))} |"
         )
     if missing:
         lines += ["", f"Not run yet ({len(missing)} cells): " + ", ".join(missing)]
+    lines += [
+        "",
+        f"Reproduce one cell (delete its `benchmarks/results/cells/ALG-PART-sSEED.json` first): "
+        f"`{CELL_COMMAND}`; centralized: `--algorithms centralized`. Every missing cell: "
+        "`.venv/bin/python -m benchmarks.fmnist10` (finished cells are skipped).",
+        "",
+        "## Speed and distillation quality (`benchmarks/results/speed.json`)",
+        "",
+    ]
+    if speed:
+        lines += speed_lines(speed)
+        lines += ["", "Reproduce: `.venv/bin/python -m benchmarks.speed`."]
+    else:
+        lines += ["Not run yet: `.venv/bin/python -m benchmarks.speed`."]
+    lines += ["", "## Targets", "", *targets(rows, speed)]
     return "\n".join(lines) + "\n"
 
 
@@ -173,10 +293,12 @@ def write_report(
 ) -> list[dict]:
     """Write fmnist10.json / fmnist10.md / plots into ``out``; return the rows."""
     rows = load_rows(cell_dir)
-    done = {f"{r['algorithm']}-{r['partition']}-s{r['seed']}" for r in rows}
+    done = {cell_id(r) for r in rows}
     missing = [c for c in (expected or []) if c not in done]
     (out / "fmnist10.json").write_text(json.dumps({"yardstick": yardstick, "rows": rows}, indent=2))
-    table = markdown(rows, yardstick, missing)
+    speed_file = out / "speed.json"
+    speed = json.loads(speed_file.read_text()) if speed_file.is_file() else None
+    table = markdown(rows, yardstick, missing, load_code_versions(cell_dir), speed)
     (out / "fmnist10.md").write_text(table)
     plots(rows, out)
     if readme is not None:

@@ -32,7 +32,7 @@ class InversionConfig:
     """Every weight, step count and learning rate of the inversion."""
 
     steps: int = 100  # steps when starting from noise (cold start)
-    warm_steps: int = 10  # steps when refining samples from a pool (warm start)
+    warm_steps: int = 5  # steps when refining samples from a pool (warm start)
     lr: float = 0.1
     batch_size: int = 256
     ce: float = 1.0

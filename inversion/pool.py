@@ -35,23 +35,22 @@ class SyntheticPool:
         server_round: int,
         max_age: int,
         generator: torch.Generator,
-    ) -> tuple[torch.Tensor, float]:
-        """Starting inputs for ``labels``: pool samples of the same class where available
-        (fresh ones first used), N(0, 1) noise elsewhere. Returns the inputs and the warm
-        fraction."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Starting inputs for ``labels``: pool samples of the same class where available,
+        N(0, 1) noise elsewhere. Returns the inputs and a boolean mask of the warm ones."""
         init = torch.randn((labels.numel(), *input_shape), generator=generator)
+        warm = torch.zeros(labels.numel(), dtype=torch.bool)
         if self.is_empty() or server_round - self.round > max_age:
-            return init, 0.0
+            return init, warm
         assert self.x is not None and self.y is not None
-        warm = 0
         for c in labels.unique().tolist():
             want = torch.nonzero(labels == c).flatten()
             have = torch.nonzero(self.y == c).flatten()
             k = min(len(want), len(have))
             if k:
                 init[want[:k]] = self.x[have[:k]]
-                warm += k
-        return init, warm / max(labels.numel(), 1)
+                warm[want[:k]] = True
+        return init, warm
 
     def update(self, x: torch.Tensor, y: torch.Tensor, server_round: int) -> None:
         """Replace the pool with freshly refined samples."""
@@ -68,6 +67,30 @@ class SyntheticPool:
         if not state:
             return cls()
         return cls(state["x"], state["y"].long(), int(state["round"]))
+
+
+def _merge(parts: list[InversionResult], order: torch.Tensor) -> InversionResult:
+    """One result from the warm and cold parts, back in the callers' sample ``order``."""
+    n = sum(len(r.y) for r in parts)
+    x, y = torch.cat([r.x for r in parts]), torch.cat([r.y for r in parts])
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order))
+    seconds = sum(r.seconds for r in parts)
+    sample_steps = sum(len(r.y) * r.steps for r in parts)
+
+    def mean(field: str) -> float:
+        return sum(getattr(r, field) * len(r.y) for r in parts) / max(n, 1)
+
+    return InversionResult(
+        x=x[inverse],
+        y=y[inverse],
+        teacher_accuracy=mean("teacher_accuracy"),
+        bn_loss_start=mean("bn_loss_start"),
+        bn_loss_end=mean("bn_loss_end"),
+        seconds=seconds,
+        steps=max(r.steps for r in parts),
+        sample_steps_per_s=sample_steps / seconds if seconds > 0 else 0.0,
+    )
 
 
 def invert_with_pool(
@@ -87,23 +110,36 @@ def invert_with_pool(
 ) -> tuple[InversionResult, float]:
     """Invert ``model`` for ``labels`` starting from ``pool`` where it can, then refill it.
 
-    Uses ``cfg.warm_steps`` when every sample starts from the pool, ``cfg.steps`` otherwise.
-    Returns the result and the warm fraction.
+    Samples that start from the pool get ``cfg.warm_steps``, the others (a first round, a
+    stale pool, a class the pool lacks) ``cfg.steps`` from noise; each group is optimised
+    separately, so a few new samples never make the whole set pay the cold-start price.
+    Returns the result (in the order of ``labels``) and the warm fraction.
     """
     gen = torch.Generator().manual_seed(seed)
     init, warm = pool.init_for(labels, tuple(input_shape), server_round, max_age, gen)
-    res = invert(
-        model,
-        labels,
-        cfg,
-        input_shape=input_shape,
-        mean=mean,
-        std=std,
-        init=init,
-        steps=cfg.warm_steps if warm == 1.0 else cfg.steps,
-        student=student,
-        device=device,
-        seed=seed,
-    )
+    parts, order = [], []
+    for is_warm, steps in ((True, cfg.warm_steps), (False, cfg.steps)):
+        idx = torch.nonzero(warm == is_warm).flatten()
+        if len(idx) == 0:
+            continue
+        parts.append(
+            invert(
+                model,
+                labels[idx],
+                cfg,
+                input_shape=input_shape,
+                mean=mean,
+                std=std,
+                init=init[idx],
+                steps=steps,
+                student=student,
+                device=device,
+                seed=seed + int(is_warm),
+            )
+        )
+        order.append(idx)
+    if not parts:  # no labels at all: an empty result
+        return invert(model, labels, cfg, input_shape=input_shape, mean=mean, std=std), 0.0
+    res = _merge(parts, torch.cat(order))
     pool.update(res.x, res.y, server_round)
-    return res, warm
+    return res, float(warm.float().mean())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.report import ROW_KEYS, rounds_to_reach
+from benchmarks.report import ROW_KEYS, rounds_to_reach, targets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,6 +15,25 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_rounds_to_reach():
     assert rounds_to_reach([0.1, 0.5, 0.7], 0.5) == 2
     assert rounds_to_reach([0.1, 0.2], 0.5) is None
+
+
+def test_targets_say_met_or_by_how_much_missed():
+    def row(alg, part, acc, std, worst, mean):
+        return dict(algorithm=alg, partition=part, final_accuracy=acc, client_acc_std=std,
+                    client_acc_worst10=worst, client_acc_mean=mean)  # fmt: skip
+
+    rows = [
+        row("fedavg", "dir0.1", 0.87, 0.10, 0.70, 0.86),
+        row("zda", "dir0.1", 0.91, 0.04, 0.80, 0.90),
+        row("zda", "c1", 0.70, 0.20, 0.30, 0.70),
+    ]
+    text = "\n".join(targets(rows, {"inversion_to_train_ratio": 0.9}))
+    assert "| zda α=0.1 final accuracy ≥ 0.905 | 0.910 | met |" in text
+    assert "| zda #C=1 final accuracy ≥ 0.75 | 0.700 | missed by 0.050 |" in text
+    assert "client std ≤ 0.5 × FedAvg's | 0.040 | met |" in text
+    assert "worst-10% ≥ FedAvg's client mean | 0.800 | missed by 0.060 |" in text
+    assert "| zda α=0.5 final accuracy ≥ 0.91 | – | not run yet |" in text
+    assert "| inversion_to_train_ratio ≥ 0.85 | 0.900 | met |" in text
 
 
 @pytest.mark.e2e

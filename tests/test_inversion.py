@@ -14,6 +14,7 @@ from fedtask.training import TrainConfig, evaluate, train_local
 from inversion import InversionConfig, SyntheticPool, allocate, invert
 from inversion.allocation import budget_size, labels_for
 from inversion.engine import BNStatsLoss
+from inversion.pool import invert_with_pool
 from inversion.zdas import ZdasConfig, zdas_finetune
 
 
@@ -157,14 +158,31 @@ def test_pool_warm_starts_by_class_and_goes_stale():
     pool = SyntheticPool()
     gen = torch.Generator().manual_seed(0)
     _, warm = pool.init_for(torch.tensor([0, 1]), (1, 2, 2), 3, 5, gen)
-    assert warm == 0.0
+    assert not warm.any()
     pool.update(torch.ones(2, 1, 2, 2), torch.tensor([0, 0]), server_round=3)
     init, warm = pool.init_for(torch.tensor([0, 1]), (1, 2, 2), 4, 5, gen)
-    assert warm == 0.5 and torch.equal(init[0], torch.ones(1, 2, 2))
+    assert warm.tolist() == [True, False] and torch.equal(init[0], torch.ones(1, 2, 2))
     _, warm = pool.init_for(torch.tensor([0]), (1, 2, 2), 9, 5, gen)
-    assert warm == 0.0  # six rounds old: stale
+    assert not warm.any()  # six rounds old: stale
     again = SyntheticPool.from_state(pool.state())
     assert again.round == 3 and torch.equal(again.x, pool.x)
+
+
+def test_only_new_samples_pay_the_cold_start(teacher, fmnist):
+    """A pool covering class 0 but not class 1: class-0 samples are refined for warm_steps,
+    the class-1 ones start from noise with the full steps; output follows the label order."""
+    t = fmnist.train
+    pool = SyntheticPool()
+    cfg = InversionConfig(steps=40, warm_steps=3)
+    kw = dict(input_shape=t.input_shape, mean=t.mean, std=t.std)
+    first, warm = invert_with_pool(teacher, torch.zeros(6, dtype=torch.long), cfg, pool, 1, 5, **kw)
+    assert warm == 0.0 and first.steps == 40
+    labels = torch.tensor([1, 0, 1, 0, 0, 0, 0, 1])
+    res, warm = invert_with_pool(teacher, labels, cfg, pool, 2, 5, **kw)
+    assert warm == 5 / 8 and torch.equal(res.y, labels) and torch.equal(pool.y, labels)
+    spent = res.sample_steps_per_s * res.seconds
+    assert spent == pytest.approx(5 * 3 + 3 * 40, rel=1e-6)  # not 8 * 40
+    assert res.teacher_accuracy >= 0.75
 
 
 def test_zdas_beats_plain_average_on_c1(fmnist):
