@@ -1,9 +1,10 @@
 """Inversion cost and quality on the default model, measured in one process.
 
 Prints (a) training vs inversion throughput in sample-steps/s at equal batch size, and
-(b) teacher accuracy / BN-statistics loss of cold-started vs warm-started (amortised)
-inversion. A "teacher" is the CNN trained on Fashion-MNIST for one epoch (round A), then a
-second epoch (round B): warm starts refine round A's samples against round B's model.
+(b) teacher accuracy / BN-statistics loss of cold starts of several lengths and of warm starts
+(amortised inversion). A "teacher" is the CNN trained on Fashion-MNIST for one epoch (round
+A), then a second epoch (round B): warm starts refine round A's samples against round B's
+model, once and twice (two rounds of a pool).
 
     .venv/bin/python -m benchmarks.inversion_speed [--out FILE.json]
 """
@@ -68,15 +69,9 @@ def main() -> None:
     train_local(teacher, s.train, TrainConfig(), seed=1)  # round A
     labels = torch.arange(10).repeat(20)
     cfg = InversionConfig()
-    pool = invert(teacher, labels, cfg, input_shape=shape, mean=mean, std=std, seed=1)
-    train_local(teacher, s.train, TrainConfig(), seed=2)  # round B: the model moved on
-    runs = {
-        f"cold_{cfg.steps}_steps": dict(steps=cfg.steps),
-        f"cold_{cfg.warm_steps}_steps": dict(steps=cfg.warm_steps),
-        f"warm_{cfg.warm_steps}_steps": dict(init=pool.x, steps=cfg.warm_steps),
-    }
-    for name, kw in runs.items():
-        r = invert(teacher, labels, cfg, input_shape=shape, mean=mean, std=std, seed=3, **kw)
+    kw = dict(input_shape=shape, mean=mean, std=std)
+
+    def report(name: str, r) -> None:
         results[name] = {
             "teacher_accuracy": r.teacher_accuracy,
             "bn_loss": r.bn_loss_end,
@@ -84,9 +79,21 @@ def main() -> None:
             "samples": len(labels),
         }
         print(
-            f"{name:>16}: teacher acc {r.teacher_accuracy:.3f} | BN loss "
+            f"{name:>22}: teacher acc {r.teacher_accuracy:.3f} | BN loss "
             f"{r.bn_loss_end:6.3f} | {r.seconds:5.1f}s for {len(labels)} samples"
         )
+
+    pools = {}
+    for steps in (cfg.steps, 50, 30, 10):  # cold starts of decreasing length, round A's model
+        pools[steps] = invert(teacher, labels, cfg, steps=steps, seed=1, **kw)
+        report(f"cold_{steps}_steps", pools[steps])
+    train_local(teacher, s.train, TrainConfig(), seed=2)  # round B: the model moved on
+    for cold in (cfg.steps, 30):  # warm refinement against round B's model, twice
+        for warm in (10, cfg.warm_steps, 3):
+            r1 = invert(teacher, labels, cfg, init=pools[cold].x, steps=warm, seed=3, **kw)
+            report(f"cold_{cold}+warm_{warm}", r1)
+            r2 = invert(teacher, labels, cfg, init=r1.x, steps=warm, seed=4, **kw)
+            report(f"cold_{cold}+warm_{warm}x2", r2)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)
