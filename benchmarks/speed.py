@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2000, help="cold-start synthetic samples")
     ap.add_argument("--out", type=Path, default=RESULTS / "speed.json")
     a = ap.parse_args()
+    if a.rounds < 3:
+        ap.error(f"--rounds {a.rounds}: need >= 3 (warm rounds are timed from round 3 on)")
     s = load_dataset("fashion-mnist")
     shape, mean, std = s.train.input_shape, s.train.mean, s.train.std
     out: dict = {"threads": torch.get_num_threads()}
