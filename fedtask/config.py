@@ -264,6 +264,11 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
     need(zc.allocation in ALLOCATIONS, f"zdac.allocation: {zc.allocation!r} not in {ALLOCATIONS}")
     need(zc.budget >= 0, f"zdac.budget: must be >= 0 (ratio < 1 or a count), got {zc.budget}")
     need(zc.synthetic_weight >= 0, "zdac.synthetic_weight: must be >= 0")
+    need(
+        zs.end_round == 0 or zs.end_round >= zs.start_round,
+        f"zdas.end_round: must be 0 (no end) or >= zdas.start_round ({zs.start_round}), "
+        f"got {zs.end_round}",
+    )
     need(zs.samples_per_client >= 1, "zdas.samples_per_client: must be >= 1")
     need(zs.finetune_epochs >= 0, "zdas.finetune_epochs: must be >= 0")
     need(zs.finetune_lr > 0, "zdas.finetune_lr: must be > 0")

@@ -26,6 +26,7 @@ class ZdasConfig:
     """Server-side inversion and fine-tuning settings."""
 
     start_round: int = 1
+    end_round: int = 0  # last round that fine-tunes; 0: every round from start_round on
     samples_per_client: int = 100
     use_label_counts: bool = False  # clients opt in to report counts; allocation follows them
     finetune_epochs: int = 3
@@ -38,6 +39,12 @@ class ZdasConfig:
     update_bn_stats: bool = False  # keep the averaged BN running statistics by default
     pool_max_age: int = 5
     inversion: InversionConfig = field(default_factory=InversionConfig)
+
+    def active(self, server_round: int) -> bool:
+        """Whether the server inverts and fine-tunes in ``server_round``."""
+        return server_round >= self.start_round and (
+            self.end_round == 0 or server_round <= self.end_round
+        )
 
 
 @dataclass

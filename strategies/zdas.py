@@ -52,7 +52,7 @@ class ZdasFedAvg(FairFedAvg):
         self, server_round: int, averaged: dict[str, torch.Tensor], contents: list[RecordDict]
     ) -> dict[str, torch.Tensor]:
         """Invert each client model, pool, fine-tune the average."""
-        if server_round < self.cfg.start_round:
+        if not self.cfg.active(server_round):
             return averaged
         metrics = [c.metric_records["metrics"] for c in contents]
         counts = [np.asarray(m["label-counts"]) if "label-counts" in m else None for m in metrics]

@@ -84,3 +84,11 @@ def test_impossible_partition_fails_before_training(tmp_path):
     cfg = load_config(tmp_path / "c.yaml")
     with pytest.raises(PartitionError, match="num_classes_per_partition must be in 1..10"):
         build_federation(cfg)
+
+
+def test_zdas_round_window():
+    cfg = load_config(None, "zdas.start_round=2 zdas.end_round=4")
+    assert [r for r in range(1, 7) if cfg.zdas.active(r)] == [2, 3, 4]
+    assert all(load_config(None, "").zdas.active(r) for r in range(1, 30))
+    with pytest.raises(ConfigError, match=r"zdas.end_round: must be 0 \(no end\) or >= "):
+        load_config(None, "zdas.start_round=3 zdas.end_round=2")
