@@ -157,6 +157,11 @@ def speed_lines(speed: dict) -> list[str]:
     return lines
 
 
+def _codes(per_seed: list[str]) -> str:
+    """One commit when every seed ran from it, else one per seed in the seeds' order."""
+    return per_seed[0] if len(set(per_seed)) == 1 else ", ".join(per_seed)
+
+
 def markdown(
     rows: list[dict],
     yardstick: dict,
@@ -176,7 +181,8 @@ def markdown(
         "",
         "Accuracies in %; `±` is the std over seeds where a cell has several seeds. "
         "`client std` and `worst-10%` are over the 10 clients' own test sets (final round). "
-        "`code` is the commit each cell ran from (`+`: with uncommitted changes, listed in the "
+        "`code` is the commit each cell ran from, one per seed in the `seeds` order where "
+        "they differ (`+`: with uncommitted changes, listed in the "
         "cell's file; `?`: not recorded, the cell predates that record).",
         "",
         "| partition | algorithm | seeds | final acc | best acc | client mean | client std "
@@ -195,7 +201,7 @@ def markdown(
             f"| {_fmt([r['client_acc_worst10'] for r in rs])} "
             f"| {_fmt([r['seconds_per_round'] for r in rs], pct=False)} "
             f"| {_fmt([r['inversion_seconds_per_round'] for r in rs], pct=False)} "
-            f"| {reach} | {', '.join(sorted({codes.get(cell_id(r), '?') for r in rs}))} |"
+            f"| {reach} | {_codes([codes.get(cell_id(r), '?') for r in rs])} |"
         )
     if missing:
         lines += ["", f"Not run yet ({len(missing)} cells): " + ", ".join(missing)]
