@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from benchmarks.report import write_report
-from fedtask.config import load_config
-from fedtask.data import load_dataset
-from fedtask.models import build_model
-from fedtask.training import TrainConfig, evaluate, train_local
+from fedcore.config import load_config
+from fedcore.data import load_dataset
+from fedcore.models import build_model
+from fedcore.training import TrainConfig, evaluate, train_local
 from scripts.simulate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,10 +86,12 @@ def run_federated(
 ) -> dict:
     """One cell through the user path (`flwr run .` on a local simulation SuperLink)."""
     home = workdir / "flwr-home"
+    run_dir = workdir / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a cell always runs whole, from round 1
     overrides = (
         f"algorithm={algorithm} seed={seed} rounds={rounds} "
         f"{PARTITIONS[partition]} {YARDSTICK['method_overrides']} "
-        f"name=bench-{partition} output.root={workdir / 'runs'}"
+        f"name=bench-{partition} output.dir={run_dir}"
     )
     if quick:
         overrides += f" {QUICK}"
@@ -97,10 +99,8 @@ def run_federated(
     proc = simulate(overrides, 10, home)
     out = proc.stdout + proc.stderr
     (workdir / "flwr.log").write_text(out)
-    m = re.search(r"outputs in (\S+)", out)
-    if proc.returncode != 0 or not m:
+    if proc.returncode != 0 or not (run_dir / "summary.json").is_file():
         raise RuntimeError(f"cell {algorithm}/{partition}/{seed} failed; see {workdir}/flwr.log")
-    run_dir = Path(m.group(1))
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     last = rows[-1]
     # Inversion time spent per round: every client's ZDAC inversion plus the server's ZDAS.
@@ -144,7 +144,7 @@ def code_version() -> dict:
 
 def run_centralized(rounds: int, quick: bool) -> dict:
     """The ceiling: the same model on the union, one epoch per round (= FedAvg's sample-steps)."""
-    cfg = load_config(ROOT / "configs" / "default.yaml", QUICK if quick else "")
+    cfg = load_config(ROOT / "configs" / "default.toml", QUICK if quick else "")
     s = load_dataset(cfg.data.dataset, cfg.data.path)
     train, test = s.train, s.test
     if quick:

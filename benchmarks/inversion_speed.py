@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from fedtask.data import load_dataset
-from fedtask.models import build_model
-from fedtask.training import TrainConfig, train_local
+from fedcore.data import load_dataset
+from fedcore.models import build_model
+from fedcore.training import TrainConfig, train_local
 from inversion import InversionConfig, invert
 
 
@@ -39,7 +39,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     s = load_dataset("fashion-mnist")
-    shape, mean, std = s.train.input_shape, s.train.mean, s.train.std
+    spec = s.train.spec
     results: dict = {"threads": torch.get_num_threads()}
 
     model = build_model("cnn", 1, 10)
@@ -50,9 +50,7 @@ def main() -> None:
             model,
             labels,
             InversionConfig(steps=30, batch_size=batch),
-            input_shape=shape,
-            mean=mean,
-            std=std,
+            spec,
         )
         results[f"batch{batch}"] = {
             "train_sample_steps_per_s": tr,
@@ -69,7 +67,6 @@ def main() -> None:
     train_local(teacher, s.train, TrainConfig(), seed=1)  # round A
     labels = torch.arange(10).repeat(20)
     cfg = InversionConfig()
-    kw = dict(input_shape=shape, mean=mean, std=std)
 
     def report(name: str, r) -> None:
         results[name] = {
@@ -85,14 +82,14 @@ def main() -> None:
 
     pools = {}
     for steps in (cfg.steps, 50, 30, 10):  # cold starts of decreasing length, round A's model
-        pools[steps] = invert(teacher, labels, cfg, steps=steps, seed=1, **kw)
+        pools[steps] = invert(teacher, labels, cfg, spec, steps=steps, seed=1)
         report(f"cold_{steps}_steps", pools[steps])
     train_local(teacher, s.train, TrainConfig(), seed=2)  # round B: the model moved on
     for cold in (cfg.steps, 30):  # warm refinement against round B's model, twice
         for warm in (10, cfg.warm_steps, 3):
-            r1 = invert(teacher, labels, cfg, init=pools[cold].x, steps=warm, seed=3, **kw)
+            r1 = invert(teacher, labels, cfg, spec, init=pools[cold].x, steps=warm, seed=3)
             report(f"cold_{cold}+warm_{warm}", r1)
-            r2 = invert(teacher, labels, cfg, init=r1.x, steps=warm, seed=4, **kw)
+            r2 = invert(teacher, labels, cfg, spec, init=r1.x, steps=warm, seed=4)
             report(f"cold_{cold}+warm_{warm}x2", r2)
     if args.out:
         with open(args.out, "w") as f:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedtask.plots import plt
+from fedcore.plots import plt
 
 ROW_KEYS = (
     "algorithm",

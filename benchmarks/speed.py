@@ -25,9 +25,9 @@ import torch
 
 from benchmarks.fmnist10 import RESULTS, run_federated
 from benchmarks.inversion_speed import train_throughput
-from fedtask.data import load_dataset
-from fedtask.models import build_model
-from fedtask.training import TrainConfig, evaluate, train_local
+from fedcore.data import load_dataset
+from fedcore.models import build_model
+from fedcore.training import TrainConfig, evaluate, train_local
 from inversion import InversionConfig, invert
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     if a.rounds < 3:
         ap.error(f"--rounds {a.rounds}: need >= 3 (warm rounds are timed from round 3 on)")
     s = load_dataset("fashion-mnist")
-    shape, mean, std = s.train.input_shape, s.train.mean, s.train.std
+    spec = s.train.spec
     out: dict = {"threads": torch.get_num_threads()}
 
     model = build_model("cnn", 1, 10)
@@ -62,9 +62,7 @@ def main() -> None:
             model,
             torch.arange(10).repeat(4)[:32],
             InversionConfig(steps=150, batch_size=32),
-            input_shape=shape,
-            mean=mean,
-            std=std,
+            spec,
         )
         invs.append(inv.sample_steps_per_s)
     tr, iv = max(trains), max(invs)
@@ -102,7 +100,7 @@ def main() -> None:
     budget = n * cold_steps  # inversion sample-steps each variant may spend
     labels = torch.arange(10).repeat(n // 10)
     t0 = time.perf_counter()
-    cold = invert(teacher, labels, cfg, input_shape=shape, mean=mean, std=std, seed=1)
+    cold = invert(teacher, labels, cfg, spec, seed=1)
     cold_s = time.perf_counter() - t0
     # Amortised: a chain of smaller batches, the first from noise, each next one warm-started
     # from the previous batch's samples, until the same inversion budget is spent.
@@ -116,9 +114,7 @@ def main() -> None:
             teacher,
             small,
             cfg,
-            input_shape=shape,
-            mean=mean,
-            std=std,
+            spec,
             init=prev,
             steps=steps,
             seed=100 + b,

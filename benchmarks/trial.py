@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
-from pathlib import Path
 
 from benchmarks.fmnist10 import RESULTS
 from scripts.simulate import simulate
@@ -29,15 +27,13 @@ def main() -> None:
     work = RESULTS / "work" / "trials" / a.name
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    proc = simulate(
-        f"{a.overrides} output.root={work / 'runs'} name={a.name}", a.supernodes, work / "home"
-    )
-    out = proc.stdout + proc.stderr
-    (work / "flwr.log").write_text(out)
-    m = re.search(r"outputs in (\S+)", out)
-    if proc.returncode != 0 or not m:
+    run_dir = work / time.strftime("run-%Y%m%d-%H%M%S")
+    overrides = f"{a.overrides} output.dir={run_dir} name={a.name}"
+    proc = simulate(overrides, a.supernodes, work / "home")
+    (work / "flwr.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0 or not (run_dir / "summary.json").is_file():
         raise SystemExit(f"trial {a.name} failed; see {work / 'flwr.log'}")
-    rows = [json.loads(x) for x in (Path(m.group(1)) / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     summary = {
         "trial": a.name,
         "overrides": a.overrides,

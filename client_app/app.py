@@ -1,157 +1,108 @@
-"""The ClientApp: local training on this SuperNode's partition, evaluation on its own test set."""
+"""The ClientApp: local training with whatever the train message asks for, evaluation on
+this client's own test set, and a query that says which partition this SuperNode holds.
+
+A thin adapter: the algorithms' client hooks (:func:`fedcore.algorithms.client_hooks`) are
+chosen from the message, not from this node's copy of the run config; their persistent
+state lives in Flower's ``Context.state``.
+"""
 
 from __future__ import annotations
 
 import torch
-from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
-from torch import nn
 
-from fedtask.config import ExperimentConfig
-from fedtask.faults import corrupt_update, kind_for_round
-from fedtask.federation import Federation, build_federation
-from fedtask.flower import (
-    NUM_EXAMPLES,
-    PARTITION_ID,
-    experiment_config,
-    partition_of,
+from fedcore.algorithms import client_hooks
+from fedcore.algorithms.base import ClientRound, LocalPlan
+from fedcore.config import ExperimentConfig, experiment_config
+from fedcore.faults import corrupt_update, kind_for_round
+from fedcore.federation import Federation, build_federation
+from fedcore.models import build_model, get_device
+from fedcore.protocol import (
+    ARRAYS,
+    EvalReply,
+    decode_train_request,
+    encode_eval_reply,
+    encode_partition,
+    encode_train_reply,
+    node_partition,
     record_to_state,
     state_to_record,
 )
-from fedtask.models import build_model, get_device
-from fedtask.scaffold import client_control_update, correction, zeros_like_params
-from fedtask.training import Synthetic, evaluate, train_local
-from inversion.pool import SyntheticPool
-from inversion.zdac import zdac_augment
+from fedcore.training import evaluate, train_local
 
 app = ClientApp()
-POOL_KEY = "zdac-pool"
-SCAFFOLD_C, SCAFFOLD_DC, SCAFFOLD_CI = "scaffold-c", "scaffold-dc", "scaffold-ci"
-PREVIEW_PER_CLASS = 2
-StateDict = dict[str, torch.Tensor]
 
 
-def _load_pool(context: Context) -> SyntheticPool:
-    rec = context.state.array_records.get(POOL_KEY)
-    return SyntheticPool.from_state(record_to_state(rec) if rec is not None else {})
+def _setup(context: Context) -> tuple[ExperimentConfig, int, Federation]:
+    """This run's config on this federation, this node's partition, and the data."""
+    pid, n = node_partition(context.node_config)
+    cfg = experiment_config(context.run_config).with_clients(n)
+    return cfg, pid, build_federation(cfg)
 
 
-def _preview(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict[str, list[float]]:
-    """A few synthetic samples per class, flattened, for the server's image grid."""
-    keep = torch.cat(
-        [torch.nonzero(y == c).flatten()[:PREVIEW_PER_CLASS] for c in range(num_classes)]
-    )
-    return {"preview-x": x[keep].flatten().tolist(), "preview-y": y[keep].float().tolist()}
-
-
-def _setup(msg: Message, context: Context) -> tuple[ExperimentConfig, int, Federation, nn.Module]:
-    """This run's config, this node's partition, the data, and the received model."""
-    cfg = experiment_config(context)
-    pid = partition_of(context, cfg)
-    fed = build_federation(cfg)
-    model = build_model(cfg.model.name, fed.train.input_shape[0], fed.train.num_classes)
-    model.load_state_dict(record_to_state(msg.content["arrays"]))
-    return cfg, pid, fed, model
-
-
-def _zdac(
-    cfg: ExperimentConfig,
-    pid: int,
-    fed: Federation,
-    model: nn.Module,
-    context: Context,
-    server_round: int,
-    seed: int,
-) -> tuple[Synthetic | None, dict]:
-    """ZDAC: invert the received model (warm-started from this node's pool) so the local
-    class mix becomes balanced; keeps the pool in ``context.state``."""
-    pool = _load_pool(context)
-    t = fed.train
-    outcome = zdac_augment(
-        model, fed.counts[pid], cfg.zdac, pool, server_round,
-        input_shape=t.input_shape, mean=t.mean, std=t.std, device=get_device(), seed=seed,
-    )  # fmt: skip
-    metrics = dict(outcome.metrics)
-    if not pool.is_empty():
-        context.state[POOL_KEY] = state_to_record(pool.state())
-    if pid == cfg.zdac.preview_client and outcome.synthetic is not None:
-        metrics |= _preview(outcome.synthetic.x, outcome.synthetic.y, t.num_classes)
-    return outcome.synthetic, metrics
-
-
-def _scaffold_variates(msg: Message, context: Context) -> tuple[StateDict, StateDict]:
-    """The server control variate ``c`` and this node's ``c_i`` (zeros on its first round)."""
-    c = record_to_state(msg.content[SCAFFOLD_C])
-    rec = context.state.array_records.get(SCAFFOLD_CI)
-    return c, record_to_state(rec) if rec is not None else zeros_like_params(c)
+def _model(cfg: ExperimentConfig, fed: Federation, state: dict[str, torch.Tensor]):
+    spec = fed.train.spec
+    model = build_model(cfg.model.name, spec.channels, spec.num_classes)
+    model.load_state_dict(state)
+    return model
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the received global model on the local partition and send it back."""
-    cfg, pid, fed, model = _setup(msg, context)
+    cfg, pid, fed = _setup(context)
+    req = decode_train_request(msg.content)
+    device = get_device()
+    model = _model(cfg, fed, req.state).to(device)
     trainset, _ = fed.client_datasets(pid)
-    config = msg.content["config"]
-    server_round = int(config["server-round"])
-    seed = (cfg.seed * 1_000_003 + server_round) * 1_009 + pid
-    extra: dict = {}
-    synthetic = None
-    if cfg.algorithm in ("zdac", "zda"):
-        synthetic, extra = _zdac(cfg, pid, fed, model, context, server_round, seed)
-    if cfg.algorithm in ("zdas", "zda") and cfg.zdas.use_label_counts:
-        extra["label-counts"] = [int(c) for c in fed.counts[pid]]  # opted in to share these
-    c = c_i = None
-    if cfg.algorithm == "scaffold":
-        c, c_i = _scaffold_variates(msg, context)
-    names = [n for n, _ in model.named_parameters()]
-    x0 = {n: p.detach().clone() for n, p in model.named_parameters()}
-    stats = train_local(
-        model,
-        trainset,
-        cfg.train,
-        device=get_device(),
-        seed=seed,
-        prox_mu=float(config.get("proximal-mu", 0.0)),
-        grad_correction=correction(c, c_i, names) if c is not None else None,
-        synthetic=synthetic,
+    rnd = ClientRound(
+        server_round=req.server_round,
+        partition_id=pid,
+        seed=(req.seed * 1_000_003 + req.server_round) * 1_009 + pid,
+        label_counts=fed.counts[pid],
+        spec=fed.train.spec,
+        train=cfg.train,
+        model=model,
+        arrays=req.arrays,
+        state={k: record_to_state(v) for k, v in context.state.array_records.items()},
+        device=device,
     )
-    extra_arrays = {}
-    if c is not None and c_i is not None:
-        y = {n: p.detach().cpu() for n, p in model.named_parameters()}
-        c_i_new, delta = client_control_update(
-            c, c_i, x0, y, max(stats.steps, 1), cfg.train.lr, cfg.train.momentum
-        )
-        context.state[SCAFFOLD_CI] = state_to_record(c_i_new)
-        extra_arrays[SCAFFOLD_DC] = state_to_record(delta)
+    plan = LocalPlan()
+    hooks = client_hooks(req.config, req.arrays)
+    for hook in hooks:
+        hook.before(rnd, plan)
+    stats = train_local(
+        model, trainset, cfg.train, device=device, seed=rnd.seed,
+        regularizer=plan.regularizer(), grad_correction=plan.grad_correction,
+        synthetic=plan.synthetic,
+    )  # fmt: skip
+    for hook in hooks:
+        hook.after(rnd, stats, plan)
+    for key, value in rnd.state.items():
+        context.state[key] = state_to_record(value)
     state, num_examples = model.state_dict(), stats.num_examples
     if pid == cfg.faults.bad_update_partition:  # fault injection (tests only)
-        kind = kind_for_round(cfg.faults.bad_update_kinds.split(","), server_round)
+        kind = kind_for_round(cfg.faults.bad_update_kinds.split(","), req.server_round)
         state, num_examples = corrupt_update(state, num_examples, kind)
-    metrics = MetricRecord(
-        {
-            NUM_EXAMPLES: num_examples,
-            PARTITION_ID: pid,
-            "loss": stats.loss,
-            "seconds": stats.seconds,
-            **extra,
-        }
-    )
-    content = RecordDict({"arrays": state_to_record(state), "metrics": metrics, **extra_arrays})
+    metrics = {"loss": stats.loss, "seconds": stats.seconds, **plan.metrics}
+    content = encode_train_reply(state, num_examples, pid, metrics, plan.arrays, plan.preview)
     return Message(content=content, reply_to=msg)
 
 
 @app.evaluate()
 def evaluate_local(msg: Message, context: Context) -> Message:
     """Evaluate the received global model on this client's own test set."""
-    _, pid, fed, model = _setup(msg, context)
+    cfg, pid, fed = _setup(context)
+    model = _model(cfg, fed, record_to_state(msg.content[ARRAYS]))
     _, testset = fed.client_datasets(pid)
     ev = evaluate(model, testset, device=get_device())
-    metrics = MetricRecord(
-        {
-            NUM_EXAMPLES: len(testset),
-            PARTITION_ID: pid,
-            "accuracy": float(ev["accuracy"]),
-            "loss": float(ev["loss"]),
-        }
-    )
-    return Message(content=RecordDict({"metrics": metrics}), reply_to=msg)
+    reply = EvalReply(pid, len(testset), float(ev["accuracy"]), float(ev["loss"]))
+    return Message(content=encode_eval_reply(reply), reply_to=msg)
+
+
+@app.query()
+def describe(msg: Message, context: Context) -> Message:
+    """Which partition this SuperNode holds, and of how many (the federation's size)."""
+    pid, n = node_partition(context.node_config)
+    return Message(content=encode_partition(pid, n), reply_to=msg)

@@ -19,12 +19,24 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from inversion.priors import jitter_flip, l2_prior, pixel_bounds, tv_l1, tv_l2
+
+
+class InputSpec(Protocol):
+    """What inversion needs to know of the inputs (``fedcore.data.DataSpec`` is one)."""
+
+    @property
+    def input_shape(self) -> Sequence[int]: ...
+    @property
+    def mean(self) -> Sequence[float]: ...
+    @property
+    def std(self) -> Sequence[float]: ...
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,21 @@ class InversionConfig:
     adi_temperature: float = 3.0
     jitter: int = 2
     flip: bool = False  # horizontal flips; off by default (Fashion-MNIST items are oriented)
+
+    def problems(self, prefix: str) -> list[str]:
+        """Every invalid setting, as ``prefix + key: what is wrong`` messages."""
+        checks = [
+            (self.steps >= 0 and self.warm_steps >= 0, "steps/warm_steps: must be >= 0"),
+            (self.lr > 0, f"lr: must be > 0, got {self.lr}"),
+            (self.batch_size >= 2, "batch_size: must be >= 2 (BatchNorm statistics)"),
+        ]
+        for k in ("ce", "bn", "first_bn_multiplier", "tv_l1", "tv_l2", "l2", "adi"):
+            checks.append((getattr(self, k) >= 0, f"{k}: must be >= 0, got {getattr(self, k)}"))
+        checks += [
+            (self.adi_temperature > 0, "adi_temperature: must be > 0"),
+            (self.jitter >= 0, "jitter: must be >= 0"),
+        ]
+        return [prefix + msg for ok, msg in checks if not ok]
 
 
 @dataclass
@@ -124,10 +151,8 @@ def invert(
     model: nn.Module,
     labels: torch.Tensor,
     cfg: InversionConfig,
+    spec: InputSpec,
     *,
-    input_shape: Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
     init: torch.Tensor | None = None,
     steps: int | None = None,
     student: nn.Module | None = None,
@@ -143,14 +168,14 @@ def invert(
     t0 = time.perf_counter()
     device = torch.device(device)
     n = int(labels.numel())
-    shape = (n, *input_shape)
+    shape = (n, *spec.input_shape)
     steps = steps if steps is not None else (cfg.warm_steps if init is not None else cfg.steps)
     gen = torch.Generator().manual_seed(seed)
     if init is not None and tuple(init.shape) != shape:
         raise ValueError(f"init has shape {tuple(init.shape)}, expected {shape}")
     x_all = init.detach().clone() if init is not None else torch.randn(shape, generator=gen)
     y_all = labels.long().cpu()
-    lo, hi = pixel_bounds(mean, std, device)
+    lo, hi = pixel_bounds(spec.mean, spec.std, device)
 
     was_training = model.training
     model.to(device).eval()

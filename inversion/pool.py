@@ -8,13 +8,12 @@ from plain tensors so a client can keep it in Flower's ``Context.state``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from inversion.engine import InversionConfig, InversionResult, invert
+from inversion.engine import InputSpec, InversionConfig, InversionResult, invert
 
 
 @dataclass
@@ -100,10 +99,8 @@ def invert_with_pool(
     pool: SyntheticPool,
     server_round: int,
     max_age: int,
+    spec: InputSpec,
     *,
-    input_shape: Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
     student: nn.Module | None = None,
     device: torch.device | str = "cpu",
     seed: int = 0,
@@ -116,7 +113,7 @@ def invert_with_pool(
     Returns the result (in the order of ``labels``) and the warm fraction.
     """
     gen = torch.Generator().manual_seed(seed)
-    init, warm = pool.init_for(labels, tuple(input_shape), server_round, max_age, gen)
+    init, warm = pool.init_for(labels, tuple(spec.input_shape), server_round, max_age, gen)
     parts, order = [], []
     for is_warm, steps in ((True, cfg.warm_steps), (False, cfg.steps)):
         idx = torch.nonzero(warm == is_warm).flatten()
@@ -127,9 +124,7 @@ def invert_with_pool(
                 model,
                 labels[idx],
                 cfg,
-                input_shape=input_shape,
-                mean=mean,
-                std=std,
+                spec,
                 init=init[idx],
                 steps=steps,
                 student=student,
@@ -139,7 +134,7 @@ def invert_with_pool(
         )
         order.append(idx)
     if not parts:  # no labels at all: an empty result
-        return invert(model, labels, cfg, input_shape=input_shape, mean=mean, std=std), 0.0
+        return invert(model, labels, cfg, spec), 0.0
     res = _merge(parts, torch.cat(order))
     pool.update(res.x, res.y, server_round)
     return res, float(warm.float().mean())

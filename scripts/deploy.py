@@ -12,15 +12,17 @@ certificate/key files at the same paths); the tests use ``'ip netns exec {host}'
 The SuperLink, the ServerApp and the run directory are on this host (or inside
 ``--superlink-launcher``).
 
-    .venv/bin/python -m scripts.deploy --num-supernodes 3 \
-        --run-config 'overrides="rounds=2 partition.num_partitions=3"'
+    .venv/bin/python -m scripts.deploy --num-supernodes 3 --run-config "rounds=2 name=demo"
+
+The run config is an optional experiment TOML (``--experiment``) plus ``dotted.key=value``
+overrides, merged and checked here and passed to ``flwr run`` as one file; the run
+directory is ``<workdir>/run`` (``output.dir``), so nothing reads it back from the logs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import signal
 import socket
@@ -30,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fedcore.config import run_config_file
 from scripts.certs import make_supernode_keys, make_tls
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,9 +52,14 @@ class Deployment:
     supernode_hosts: list[str] = field(default_factory=list)
     launcher: str = ""  # e.g. "ssh {host}" or "ip netns exec {host}"
     superlink_launcher: str = ""
-    run_config: str = ""
+    run_config: str = ""  # dotted.key=value overrides
+    experiment: str = ""  # an experiment TOML file (optional)
     timeout: float = 1800.0
     procs: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.workdir / "run"
 
     @property
     def address(self) -> str:
@@ -197,25 +205,20 @@ def run(dep: Deployment) -> Path:
                 logs / f"supernode-{i}.log",
                 dep.workdir / f"flwr-supernode-{i}",
             )
-        overrides = f"output.root={dep.workdir / 'runs'}"
-        config = dep.run_config
-        m = re.search(r'overrides="([^"]*)"', config)
-        if m:
-            config = config.replace(m.group(0), f'overrides="{m.group(1)} {overrides}"')
-        else:
-            config = f'{config} overrides="{overrides}"'.strip()
-        cmd = [*sl_prefix, str(BIN / "flwr"), "run", ".", "fedzda", "--stream", "-c", config]
+        config = dep.workdir / "run-config.toml"
+        overrides = f"{dep.run_config} output.dir={dep.run_dir}"
+        config.write_text(run_config_file(dep.experiment or None, overrides, ROOT))
+        cmd = [*sl_prefix, str(BIN / "flwr"), "run", ".", "fedzda", "--stream", "-c", str(config)]
         proc = subprocess.run(
             cmd, env=_env(cli_home), cwd=ROOT, capture_output=True, text=True, timeout=dep.timeout
         )
         (logs / "flwr-run.log").write_text(proc.stdout + proc.stderr)
-        found = re.search(r"outputs in (\S+)", proc.stdout + proc.stderr)
-        if proc.returncode != 0 or not found:
+        if proc.returncode != 0 or not (dep.run_dir / "model_final.pt").is_file():
             raise RuntimeError(
                 f"flwr run failed ({proc.returncode}); see {logs}/flwr-run.log:\n"
                 + (proc.stdout + proc.stderr)[-3000:]
             )
-        return Path(found.group(1))
+        return dep.run_dir
     finally:
         stop(dep)
 
@@ -268,7 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--launcher", default="", help="prefix per SuperNode, e.g. 'ssh {host}'")
     ap.add_argument("--superlink-launcher", default="", help="prefix for the SuperLink side")
-    ap.add_argument("--run-config", default="", help="passed to `flwr run -c`")
+    ap.add_argument("--experiment", default="", help="an experiment TOML file")
+    ap.add_argument("--run-config", default="", help="dotted.key=value overrides")
     ap.add_argument("--timeout", type=float, default=3600.0)
     a = ap.parse_args(argv)
     workdir = a.workdir or ROOT / "deploy" / time.strftime("%Y%m%d-%H%M%S")
@@ -283,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
         launcher=a.launcher,
         superlink_launcher=a.superlink_launcher,
         run_config=a.run_config,
+        experiment=a.experiment,
         timeout=a.timeout,
     )
     print(f"deploy: run directory {run(dep)} (logs in {dep.workdir / 'logs'})")

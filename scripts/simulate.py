@@ -1,18 +1,26 @@
-"""Run this app through `flwr run .` on a private local simulation SuperLink.
+"""Run this app through `flwr run .` with Flower's simulation engine.
 
-The SuperLink gets its own Flower home and free ports, runs the apps in this environment
-(no run-time `uv sync`), and is stopped with everything it spawned when the run ends. The
-tests and the benchmark harness use this; users use scripts/run.sh.
+An experiment is an optional TOML file plus `dotted.key=value` overrides (overrides win);
+both are merged into one run-config file, checked here first, and passed with
+`--run-config`. Flower itself takes a file or inline keys, not both.
+
+    python -m scripts.simulate [--supernodes N] [configs/x.toml] [key=value ...]
+
+The function :func:`simulate` gives the tests and benchmarks a private local SuperLink
+(its own Flower home, free ports, no run-time `uv sync`), stopped with everything it
+spawned when the run ends.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from fedcore.config import ConfigError, run_config_file
 from scripts.proctree import kill_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,9 +34,17 @@ def _free_port() -> int:
 
 
 def simulate(
-    overrides: str, num_supernodes: int, home: Path, timeout: float | None = None
+    overrides: str,
+    num_supernodes: int,
+    home: Path,
+    timeout: float | None = None,
+    experiment: str | Path | None = None,
+    capture: bool = True,
 ) -> subprocess.CompletedProcess:
-    """`flwr run . -c overrides="..."` with ``num_supernodes`` simulated SuperNodes."""
+    """`flwr run . --run-config <merged toml>` with ``num_supernodes`` simulated SuperNodes."""
+    home.mkdir(parents=True, exist_ok=True)
+    run_config = home / "run-config.toml"
+    run_config.write_text(run_config_file(experiment, overrides, ROOT))
     env = dict(os.environ)
     env.update(
         {
@@ -41,9 +57,31 @@ def simulate(
     )
     cmd = [str(BIN / "flwr"), "run", ".", "--stream",
            "--federation-config", f"num-supernodes={num_supernodes}",
-           "-c", f'overrides="{overrides}"']  # fmt: skip
+           "--run-config", str(run_config)]  # fmt: skip
     try:
-        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=capture, text=True,
                               timeout=timeout)  # fmt: skip
     finally:
         kill_tree(f"flower-superlink.*{home}/")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--supernodes", type=int, default=10, help="simulated SuperNodes (clients)")
+    ap.add_argument("--home", default=str(ROOT / ".flwr"), help="Flower home for this run")
+    ap.add_argument("args", nargs="*", help="[experiment.toml] [dotted.key=value ...]")
+    a = ap.parse_args()
+    toml = [x for x in a.args if x.endswith(".toml") and "=" not in x]
+    overrides = " ".join(x for x in a.args if x not in toml)
+    if len(toml) > 1:
+        raise SystemExit(f"give at most one experiment file, got {toml}")
+    try:
+        proc = simulate(overrides, a.supernodes, Path(a.home), None, toml[0] if toml else None,
+                        capture=False)  # fmt: skip
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
+    raise SystemExit(proc.returncode)
+
+
+if __name__ == "__main__":
+    main()

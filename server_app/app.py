@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from fedtask.federation import build_federation
-from fedtask.flower import experiment_config, record_to_state, state_to_record
-from fedtask.models import build_model, get_device, num_parameters
-from fedtask.plots import plot_label_mix, save_image_grid
-from fedtask.rundir import RunDir
-from fedtask.training import evaluate
+from fedcore.algorithms import ServerSetup, build_algorithm
+from fedcore.config import experiment_config
+from fedcore.data import DataSpec
+from fedcore.federation import build_federation
+from fedcore.models import build_model, get_device, num_parameters
+from fedcore.plots import plot_label_mix, save_image_grid
+from fedcore.protocol import SEED, record_to_state, state_to_record
+from fedcore.rundir import RunDir
+from fedcore.training import evaluate
 from server_app.checkpoint import load_checkpoint, save_checkpoint
-from server_app.rounds import run_rounds, wait_for_nodes
-from strategies import build_strategy
+from server_app.rounds import discover_federation, run_rounds
+from strategies import AlgorithmStrategy, EvalResult, TrainResult
 
 app = ServerApp()
 
@@ -25,11 +27,23 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Run (or resume) one federated experiment as configured by the run config."""
-    cfg = experiment_config(context)  # validated once, before anything else
+    base = experiment_config(context.run_config)  # validated once, before anything else
+    nodes = discover_federation(grid, base.server.connect_timeout)
+    cfg = base.with_clients(len(nodes))
     fed = build_federation(cfg)  # impossible partitions fail here, before round 1
+    spec = fed.train.spec
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model.name, fed.train.input_shape[0], fed.train.num_classes)
-    strategy = build_strategy(cfg, fed.train)
+
+    def make_model() -> torch.nn.Module:
+        return build_model(cfg.model.name, spec.channels, spec.num_classes)
+
+    model = make_model()
+    device = get_device()
+    names = tuple(n for n, _ in model.named_parameters())
+    algorithm = build_algorithm(ServerSetup(cfg, spec, make_model, device, names))
+    strategy = AlgorithmStrategy(
+        algorithm, cfg.num_clients, cfg.server.min_train_nodes, max_examples=len(fed.train)
+    )
     start_round = 1
     if cfg.resume:
         run = RunDir(cfg, existing=cfg.resume)
@@ -42,39 +56,38 @@ def main(grid: Grid, context: Context) -> None:
     else:
         run = RunDir(cfg)
         print(f"fedzda: run directory {run.path}", flush=True)
-        plot_label_mix(fed.counts, fed.train.classes, run.path / "label_mix.png")
+        plot_label_mix(fed.counts, spec.classes, run.path / "label_mix.png")
         counts = {
             "label_counts": fed.counts.tolist(),
             "client_test_sizes": [len(t) for t in fed.client_test],
         }
         run.write_json("partitions.json", counts)
     print(
-        f"fedzda: {cfg.algorithm} on {cfg.data.dataset}, {cfg.partition.num_partitions} "
+        f"fedzda: {cfg.algorithm} on {cfg.data.dataset}, {cfg.num_clients} "
         f"clients ({cfg.partition.name}), {cfg.model.name} with {num_parameters(model):,} "
         f"parameters, {cfg.rounds} rounds",
         flush=True,
     )
-    device = get_device()
-    wait_for_nodes(grid, cfg.partition.num_partitions, timeout=cfg.server.connect_timeout)
 
-    def on_round(server_round: int, arrays, seconds: float, train_metrics, eval_metrics) -> None:
+    def on_round(
+        server_round: int, arrays, seconds: float, train: TrainResult, ev: EvalResult | None
+    ) -> None:
         state = record_to_state(arrays)
         model.load_state_dict(state)
-        ev = evaluate(model, fed.test, device=device)
+        central = evaluate(model, fed.test, device=device)
         row = {
             "round": server_round,
-            "global_accuracy": ev["accuracy"],
-            "global_loss": ev["loss"],
+            "global_accuracy": central["accuracy"],
+            "global_loss": central["loss"],
             "round_seconds": seconds,
         }
-        if train_metrics is not None:
-            row |= {f"train_{k.replace('-', '_')}": v for k, v in train_metrics.items()}
-        if eval_metrics is not None:
-            acc = strategy.client_accuracy
-            row |= dict(eval_metrics)
-            row["client_accuracies"] = [acc.get(i, float("nan")) for i in range(fed.num_clients)]
+        row |= {f"train_{k.replace('-', '_')}": v for k, v in train.metrics.items()}
+        if ev is not None:
+            row |= ev.metrics
+            acc = ev.client_accuracy
+            row["client_accuracies"] = [acc.get(i, float("nan")) for i in range(cfg.num_clients)]
         run.log_round(row)
-        save_round_images(run, strategy, server_round, fed.train)
+        save_round_images(run, train, server_round, spec)
         save_checkpoint(
             run.path,
             round=server_round,
@@ -86,7 +99,7 @@ def main(grid: Grid, context: Context) -> None:
         print(progress_line(row, cfg.rounds), flush=True)
 
     last = cfg.rounds
-    if cfg.faults.stop_after_round is not None:
+    if cfg.faults.stop_after_round > 0:
         last = min(last, cfg.faults.stop_after_round)
     t0 = time.perf_counter()
     final = run_rounds(
@@ -94,7 +107,7 @@ def main(grid: Grid, context: Context) -> None:
         strategy,
         state_to_record(model.state_dict()),
         last,
-        ConfigRecord({"seed": cfg.seed}),
+        ConfigRecord({SEED: cfg.seed}),
         cfg.server.round_timeout,
         on_round,
         start_round=start_round,
@@ -103,7 +116,7 @@ def main(grid: Grid, context: Context) -> None:
     if last < cfg.rounds:
         print(
             f"fedzda: stopped after round {last} (faults.stop_after_round); resume with "
-            f'overrides="resume={run.path}"',
+            f"--run-config resume='{run.path}'",
             flush=True,
         )
         return
@@ -125,25 +138,17 @@ def main(grid: Grid, context: Context) -> None:
     )
 
 
-def save_round_images(run: RunDir, strategy, server_round: int, train) -> None:
+def save_round_images(run: RunDir, train: TrainResult, server_round: int, spec: DataSpec) -> None:
     """PNG grids of this round's synthetic samples: server pool and one client's preview."""
-    shape = (-1, *train.input_shape)
-    grid_args = (train.classes, train.mean, train.std)
-    samples = getattr(strategy, "last_samples", None)
-    if samples is not None:
-        x, y = samples
+    if train.samples is not None:
+        x, y = train.samples
+        path = run.images / f"round{server_round:03d}_server.png"
+        save_image_grid(x.numpy(), y.numpy(), spec.classes, spec.mean, spec.std, path)
+    if train.preview is not None:
+        pid, x, y = train.preview
+        path = run.images / f"round{server_round:03d}_client{pid}.png"
         save_image_grid(
-            x.numpy(), y.numpy(), *grid_args, run.images / f"round{server_round:03d}_server.png"
-        )
-    if strategy.client_preview is not None:
-        pid, px, py = strategy.client_preview
-        x = np.asarray(px, dtype=np.float32).reshape(shape)
-        save_image_grid(
-            x,
-            np.asarray(py).astype(int),
-            *grid_args,
-            run.images / f"round{server_round:03d}_client{pid}.png",
-            per_class=2,
+            x.numpy(), y.numpy().astype(int), spec.classes, spec.mean, spec.std, path, per_class=2
         )
 
 

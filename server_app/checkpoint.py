@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedtask.rundir import atomic_torch_save
+from fedcore.rundir import atomic_torch_save
 
 CHECKPOINT = "checkpoint.pt"
 # Keys that may differ between the interrupted run and its resumption.

@@ -1,7 +1,10 @@
-"""The round loop over a Flower strategy (train, federated evaluation, per-round hook).
+"""The federation's SuperNodes and the round loop over the strategy.
 
-Flower's ``Strategy.start`` always begins at round 1; this loop takes a start round so a
-run can resume, and hands every round's results to one callback.
+:func:`discover_federation` asks every connected SuperNode which partition it holds (a
+``query`` message), so the number of clients is typed once, in the federation
+(``num-supernodes`` / each node's ``num-partitions``). Flower's ``Strategy.start`` always
+begins at round 1; :func:`run_rounds` takes a start round so a run can resume, and hands
+every round's results to one callback as values.
 """
 
 from __future__ import annotations
@@ -10,44 +13,69 @@ import time
 from collections.abc import Callable
 from logging import INFO
 
-from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app.message_type import MessageType
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
-RoundCallback = Callable[[int, ArrayRecord, float, MetricRecord | None, MetricRecord | None], None]
+from fedcore.protocol import decode_partition
+from strategies import AlgorithmStrategy, EvalResult, TrainResult
+
+RoundCallback = Callable[[int, ArrayRecord, float, TrainResult, EvalResult | None], None]
 
 
 class FederationError(RuntimeError):
     """The federation cannot run (wrong node count, every client failing)."""
 
 
-def wait_for_nodes(grid: Grid, expected: int, timeout: float, poll: float = 1.0) -> list[int]:
-    """Wait until ``expected`` SuperNodes are connected; fail clearly on too many or too few."""
+def discover_federation(grid: Grid, timeout: float, poll: float = 1.0) -> dict[int, int]:
+    """``node_id -> partition-id`` once every partition's SuperNode is connected.
+
+    Fails clearly when nodes disagree on ``num-partitions``, hold the same partition, are
+    more than the federation's size, or do not all connect within ``timeout`` seconds.
+    """
     deadline = time.monotonic() + timeout
+    parts: dict[int, int] = {}
+    expected: int | None = None
     while True:
-        nodes = list(grid.get_node_ids())
-        if len(nodes) > expected:
-            raise FederationError(
-                f"{len(nodes)} SuperNodes are connected but the experiment has "
-                f"partition.num_partitions={expected}; in simulation run `flwr run . "
-                f"--federation-config num-supernodes={expected}`, or change "
-                "partition.num_partitions"
-            )
-        if len(nodes) == expected:
-            return nodes
+        new = [n for n in grid.get_node_ids() if n not in parts]
+        if new:
+            asks = [
+                Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in new
+            ]
+            for reply in grid.send_and_receive(asks, timeout=timeout):
+                if reply.has_error():
+                    raise FederationError(f"a SuperNode cannot join: {reply.error.reason}")
+                pid, n = decode_partition(reply.content)
+                if expected not in (None, n):
+                    raise FederationError(
+                        f"SuperNodes disagree on num-partitions ({expected} and {n}); start "
+                        "every SuperNode with the same --node-config num-partitions"
+                    )
+                expected = n
+                parts[reply.metadata.src_node_id] = pid
+        if expected is not None:
+            if len(parts) > expected:
+                raise FederationError(
+                    f"{len(parts)} SuperNodes are connected but they report num-partitions="
+                    f"{expected}; start one SuperNode per partition"
+                )
+            if len(set(parts.values())) < len(parts):
+                raise FederationError(f"two SuperNodes hold the same partition: {parts}")
+            if len(parts) == expected:
+                return parts
         if time.monotonic() > deadline:
             raise FederationError(
-                f"only {len(nodes)} of {expected} SuperNodes connected within {timeout:.0f}s; "
-                f"in simulation run `flwr run . --federation-config num-supernodes={expected}`"
+                f"only {len(parts)} of {expected or '?'} SuperNodes connected within "
+                f"{timeout:.0f}s (server.connect_timeout)"
             )
-        log(INFO, "Waiting for SuperNodes: %d of %d connected", len(nodes), expected)
+        log(INFO, "Waiting for SuperNodes: %d of %s connected", len(parts), expected or "?")
         time.sleep(poll)
 
 
 def run_rounds(
     grid: Grid,
-    strategy: Strategy,
+    strategy: AlgorithmStrategy,
     arrays: ArrayRecord,
     num_rounds: int,
     config: ConfigRecord,
@@ -63,19 +91,19 @@ def run_rounds(
             timeout=timeout,
         )
         replies = list(replies)
-        new_arrays, train_metrics = strategy.aggregate_train(rnd, replies)
-        if new_arrays is None:
+        train = strategy.train_round(rnd, replies)
+        if train.arrays is None:
             reasons = {m.error.reason for m in replies if m.has_error()}
             if replies and all(m.has_error() for m in replies):
                 raise FederationError(
                     f"round {rnd}: every client failed: " + " | ".join(sorted(reasons))
                 )
         else:
-            arrays = new_arrays
+            arrays = train.arrays
         eval_replies = grid.send_and_receive(
             strategy.configure_evaluate(rnd, arrays, ConfigRecord(dict(config)), grid),
             timeout=timeout,
         )
-        eval_metrics = strategy.aggregate_evaluate(rnd, eval_replies)
-        on_round(rnd, arrays, time.perf_counter() - t0, train_metrics, eval_metrics)
+        evaluation = strategy.evaluate_round(rnd, eval_replies)
+        on_round(rnd, arrays, time.perf_counter() - t0, train, evaluation)
     return arrays

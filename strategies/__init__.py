@@ -1,9 +1,5 @@
-"""Flower strategies: thin adapters over the ``fedtask`` and ``inversion`` cores."""
+"""Flower strategies: one thin adapter over the algorithms of :mod:`fedcore.algorithms`."""
 
-from strategies.factory import build_strategy
-from strategies.fedavg import FairFedAvg
-from strategies.fedprox import FairFedProx
-from strategies.scaffold import ScaffoldFedAvg
-from strategies.zdas import ZdasFedAvg
+from strategies.algorithm import AlgorithmStrategy, EvalResult, TrainResult
 
-__all__ = ["FairFedAvg", "FairFedProx", "ScaffoldFedAvg", "ZdasFedAvg", "build_strategy"]
+__all__ = ["AlgorithmStrategy", "EvalResult", "TrainResult"]

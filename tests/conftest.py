@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import re
 from pathlib import Path
 
 import numpy as np
@@ -42,21 +41,22 @@ def flwr_run(
     num_supernodes: int,
     timeout: int = 540,
     expect: str = "outputs in",
+    resume: Path | None = None,
 ) -> Path:
-    """Run this app with `flwr run .` on an isolated local SuperLink; return the run directory.
+    """Run this app with `flwr run .` on an isolated local SuperLink; return the run directory
+    (``tmp_path/run``, chosen here through ``output.dir``; or ``resume``, continued).
 
     The combined output is kept in ``tmp_path/flwr.log``; ``expect`` must appear in it.
     """
     tmp_path.mkdir(parents=True, exist_ok=True)
-    proc = simulate(
-        f"{overrides} output.root={tmp_path / 'runs'}",
-        num_supernodes,
-        tmp_path / "flwr-home",
-        timeout,
-    )
+    run_dir = resume or tmp_path / "run"
+    where = f"resume={run_dir}" if resume else f"output.dir={run_dir}"
+    proc = simulate(f"{overrides} {where}", num_supernodes, tmp_path / "flwr-home", timeout)
     out = proc.stdout + proc.stderr
     (tmp_path / "flwr.log").write_text(out)
-    m = re.search(r"run directory (\S+)|resuming (\S+) at round", out)
-    ok = proc.returncode == 0 and expect in out and m
+    said = (
+        f"resuming {run_dir.resolve()} at round" if resume else f"run directory {run_dir.resolve()}"
+    )
+    ok = proc.returncode == 0 and expect in out and said in out
     assert ok, f"flwr run failed ({proc.returncode}):\n{out[-6000:]}"
-    return Path(m.group(1) or m.group(2))
+    return run_dir

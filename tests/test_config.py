@@ -1,24 +1,27 @@
 from pathlib import Path
 
 import pytest
-import yaml
 
-from fedtask.config import ConfigError, config_from_run_config, load_config, parse_overrides
-from fedtask.federation import build_federation
-from fedtask.partition import PartitionError
+from fedcore.config import ConfigError, config_from_run_config, load_config, parse_overrides
+from fedcore.federation import build_federation
+from fedcore.partition import PartitionError
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_default_experiment_matches_the_issue():
-    cfg = load_config("configs/default.yaml", base_dir=ROOT)
+    # 10 clients: the federation's size (scripts/run.sh's default), which the config follows
+    assert "NUM_SUPERNODES:-10" in (ROOT / "scripts" / "run.sh").read_text()
+    cfg = load_config("configs/default.toml", base_dir=ROOT)
+    assert cfg.partition.num_partitions == 0
+    cfg = cfg.with_clients(10)
     assert cfg.data.dataset == "fashion-mnist" and cfg.partition.num_partitions == 10
     assert cfg.partition.name == "dirichlet" and cfg.partition.alpha == 0.1
     assert cfg.model.name == "cnn" and cfg.train.local_epochs == 1
     assert (cfg.train.batch_size, cfg.train.lr, cfg.train.momentum) == (32, 0.01, 0.9)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
 def test_every_shipped_experiment_validates(path):
     load_config(path)
 
@@ -30,11 +33,9 @@ def test_overrides_are_typed_and_nested():
         "data": {"train_subset": None},
         "name": "x",
     }
-    cfg = load_config("configs/default.yaml", "rounds=3 algorithm=fedprox fedprox.mu=0.1", ROOT)
+    cfg = load_config("configs/default.toml", "rounds=3 algorithm=fedprox fedprox.mu=0.1", ROOT)
     assert (cfg.rounds, cfg.algorithm, cfg.fedprox.mu) == (3, "fedprox", 0.1)
-    cfg = config_from_run_config(
-        {"experiment": "configs/default.yaml", "overrides": "train.lr=1"}, ROOT
-    )
+    cfg = config_from_run_config({"train.lr": 1})
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
 
 
@@ -63,25 +64,21 @@ def test_all_problems_reported_at_once_with_keys():
 
 def test_bad_files_and_keys(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
-        load_config(tmp_path / "missing.yaml")
-    (tmp_path / "bad.yaml").write_text("rounds: [1,\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
-        load_config(tmp_path / "bad.yaml")
+        load_config(tmp_path / "missing.toml")
+    (tmp_path / "bad.toml").write_text("rounds = [1,\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(tmp_path / "bad.toml")
     with pytest.raises(ConfigError, match="dotted.key=value"):
         parse_overrides("rounds")
     with pytest.raises(ConfigError, match="unknown run-config keys"):
-        config_from_run_config({"experiment": "", "lr": 1}, ROOT)
+        config_from_run_config({"experiment": "", "lr": 1})
 
 
 def test_impossible_partition_fails_before_training(tmp_path):
-    (tmp_path / "c.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "partition": {"name": "pathological", "num_classes_per_partition": 12},
-            }
-        )
+    (tmp_path / "c.toml").write_text(
+        '[partition]\nname = "pathological"\nnum_classes_per_partition = 12\n'
     )
-    cfg = load_config(tmp_path / "c.yaml")
+    cfg = load_config(tmp_path / "c.toml").with_clients(10)
     with pytest.raises(PartitionError, match="num_classes_per_partition must be in 1..10"):
         build_federation(cfg)
 

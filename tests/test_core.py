@@ -5,10 +5,14 @@ import math
 import pytest
 import torch
 
-from fedtask.aggregation import weighted_average
-from fedtask.metrics import fairness_summary
-from fedtask.models import build_model, num_parameters
-from fedtask.training import TrainConfig, evaluate, proximal_term, train_local
+from fedcore.algorithms import client_hooks
+from fedcore.algorithms.base import ClientHook, ClientRound, LocalPlan
+from fedcore.algorithms.fedavg import weighted_average
+from fedcore.algorithms.fedprox import proximal_term
+from fedcore.metrics import fairness_summary
+from fedcore.models import build_model, num_parameters
+from fedcore.protocol import PROXIMAL_MU
+from fedcore.training import TrainConfig, evaluate, train_local
 
 
 def test_fedavg_weights_by_examples_exactly():
@@ -54,7 +58,11 @@ def test_fedprox_keeps_weights_closer_to_global():
     for mu in (0.0, 1.0):
         m = build_model("cnn", 1, 10)
         m.load_state_dict(base.state_dict())
-        train_local(m, ds, TrainConfig(local_epochs=2, lr=0.05), seed=1, prox_mu=mu)
+        plan = LocalPlan()
+        (hook,) = client_hooks({PROXIMAL_MU: mu}, {}) or (ClientHook(),)  # as a client would
+        hook.before(ClientRound(1, 0, 1, None, None, None, m, {}, {}, "cpu"), plan)
+        cfg = TrainConfig(local_epochs=2, lr=0.05)
+        train_local(m, ds, cfg, seed=1, regularizer=plan.regularizer())
         dists[mu] = float(proximal_term(m, start).detach())
     assert dists[1.0] < 0.8 * dists[0.0]
 
@@ -83,7 +91,7 @@ def test_models_have_batchnorm_and_expected_size():
 
 
 def test_local_training_learns_real_data():
-    from fedtask.data import load_dataset
+    from fedcore.data import load_dataset
 
     s = load_dataset("fashion-mnist")
     torch.manual_seed(0)
@@ -94,7 +102,7 @@ def test_local_training_learns_real_data():
 
 
 def test_client_spread_plot_skips_clients_that_did_not_report(tmp_path):
-    from fedtask.plots import plot_client_spread
+    from fedcore.plots import plot_client_spread
 
     rows = [
         {"round": 1, "client_accuracies": [0.5, None, 0.7]},

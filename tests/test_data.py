@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from fedtask.data import DatasetError, load_cifar10_dir, load_dataset, load_idx_dir, load_npz
+from fedcore.data import DatasetError, load_cifar10_dir, load_dataset, load_idx_dir, load_npz
 from tests.conftest import FMNIST, write_idx
 
 

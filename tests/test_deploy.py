@@ -15,8 +15,8 @@ from scripts.deploy import Deployment, run, superlink_command, supernode_command
 pytestmark = pytest.mark.e2e
 
 TINY = (
-    'overrides="rounds=2 partition.num_partitions=3 partition.alpha=1.0 '
-    'data.train_subset=1500 data.test_subset=500 partition.client_test_size=200 name=deploy"'
+    "rounds=2 partition.num_partitions=3 partition.alpha=1.0 "
+    "data.train_subset=1500 data.test_subset=500 partition.client_test_size=200 name=deploy"
 )
 
 

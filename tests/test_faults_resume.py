@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fedtask.config import load_config
+from fedcore.config import load_config
 from scripts.deploy import Deployment, run
 from server_app.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tests.conftest import flwr_run
@@ -56,7 +56,7 @@ def test_killed_supernode_round_finishes_with_remaining_replies(tmp_path):
         workdir=tmp_path,
         port=29392,
         timeout=500,
-        run_config=f'overrides="rounds=2 {TINY} server.min_train_nodes=2 name=kill"',
+        run_config=f"rounds=2 {TINY} server.min_train_nodes=2 name=kill",
     )
     result: dict = {}
 
@@ -98,7 +98,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
         expect="stopped after round 2",
     )
     assert not (cut / "model_final.pt").exists()
-    resumed = flwr_run(tmp_path / "c", base + f" resume={cut}", num_supernodes=3)
+    resumed = flwr_run(tmp_path / "c", base, num_supernodes=3, resume=cut)
     assert resumed == cut
     a, b = torch.load(full / "model_final.pt"), torch.load(resumed / "model_final.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

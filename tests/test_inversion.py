@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from fedtask.aggregation import weighted_average
-from fedtask.data import load_dataset
-from fedtask.models import build_model
-from fedtask.partition import pathological
-from fedtask.training import TrainConfig, evaluate, train_local
+from fedcore.algorithms.fedavg import weighted_average
+from fedcore.algorithms.zdas import ZdasConfig, zdas_finetune
+from fedcore.data import DataSpec, load_dataset
+from fedcore.models import build_model
+from fedcore.partition import pathological
+from fedcore.training import TrainConfig, evaluate, train_local
 from inversion import InversionConfig, SyntheticPool, allocate, invert
 from inversion.allocation import budget_size, labels_for
 from inversion.engine import BNStatsLoss
 from inversion.pool import invert_with_pool
-from inversion.zdas import ZdasConfig, zdas_finetune
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +32,7 @@ def teacher(fmnist):
 
 
 def _invert(model, ds, labels, **kw):
-    return invert(
-        model, labels, InversionConfig(**kw), input_shape=ds.input_shape, mean=ds.mean, std=ds.std
-    )
+    return invert(model, labels, InversionConfig(**kw), ds.spec)
 
 
 def test_inverted_samples_are_classified_as_targets_and_match_bn_stats(teacher, fmnist):
@@ -57,9 +55,7 @@ def test_warm_start_reaches_cold_quality_in_few_steps(teacher, fmnist):
         teacher,
         labels,
         InversionConfig(warm_steps=10),
-        input_shape=(1, 28, 28),
-        mean=fmnist.train.mean,
-        std=fmnist.train.std,
+        fmnist.train.spec,
         init=cold.x,
     )
     assert warm.steps == 10
@@ -112,9 +108,7 @@ def test_model_without_batchnorm_warns_and_runs():
             model,
             torch.tensor([0, 1, 2, 0]),
             InversionConfig(steps=30, jitter=0),
-            input_shape=(1, 4, 4),
-            mean=(0.0,),
-            std=(1.0,),
+            DataSpec((1, 4, 4), (0.0,), (1.0,), ("a", "b", "c")),
         )
     assert res.teacher_accuracy == 1.0 and res.bn_loss_end == 0.0
 
@@ -128,9 +122,7 @@ def test_adi_term_runs_with_a_student(teacher, fmnist):
         teacher,
         torch.arange(10),
         InversionConfig(steps=5, adi=1.0),
-        input_shape=(1, 28, 28),
-        mean=fmnist.train.mean,
-        std=fmnist.train.std,
+        fmnist.train.spec,
         student=student,
     )
     assert res.x.shape == res2.x.shape == (10, 1, 28, 28)
@@ -174,11 +166,12 @@ def test_only_new_samples_pay_the_cold_start(teacher, fmnist):
     t = fmnist.train
     pool = SyntheticPool()
     cfg = InversionConfig(steps=40, warm_steps=3)
-    kw = dict(input_shape=t.input_shape, mean=t.mean, std=t.std)
-    first, warm = invert_with_pool(teacher, torch.zeros(6, dtype=torch.long), cfg, pool, 1, 5, **kw)
+    first, warm = invert_with_pool(
+        teacher, torch.zeros(6, dtype=torch.long), cfg, pool, 1, 5, t.spec
+    )
     assert warm == 0.0 and first.steps == 40
     labels = torch.tensor([1, 0, 1, 0, 0, 0, 0, 1])
-    res, warm = invert_with_pool(teacher, labels, cfg, pool, 2, 5, **kw)
+    res, warm = invert_with_pool(teacher, labels, cfg, pool, 2, 5, t.spec)
     assert warm == 5 / 8 and torch.equal(res.y, labels) and torch.equal(pool.y, labels)
     spent = res.sample_steps_per_s * res.seconds
     assert spent == pytest.approx(5 * 3 + 3 * 40, rel=1e-6)  # not 8 * 40
@@ -210,20 +203,8 @@ def test_zdas_beats_plain_average_on_c1(fmnist):
     cfg = ZdasConfig(
         samples_per_client=50, use_label_counts=True, inversion=InversionConfig(steps=200)
     )
-    out = zdas_finetune(
-        make,
-        averaged,
-        states,
-        list(range(10)),
-        counts,
-        cfg,
-        {},
-        2,
-        input_shape=(1, 28, 28),
-        mean=fmnist.train.mean,
-        std=fmnist.train.std,
-        num_classes=10,
-    )
+    clients = list(zip(range(10), states, counts, strict=True))
+    out = zdas_finetune(make, averaged, clients, cfg, {}, 2, fmnist.train.spec)
     plain, tuned = make(), make()
     plain.load_state_dict(averaged)
     tuned.load_state_dict(out.state)

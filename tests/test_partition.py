@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fedtask.partition import (
+from fedcore.partition import (
     PartitionError,
     client_test_indices,
     dirichlet,

@@ -2,7 +2,7 @@
 
 import torch
 
-from fedtask.scaffold import (
+from fedcore.algorithms.scaffold import (
     client_control_update,
     correction,
     server_control_update,

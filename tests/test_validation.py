@@ -5,8 +5,8 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
-from fedtask.models import build_model
-from strategies.validation import check_arrays, check_metrics
+from fedcore.models import build_model
+from fedcore.protocol import check_arrays, check_metrics
 
 REF = build_model("cnn", 1, 10).state_dict()
 

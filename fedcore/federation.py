@@ -12,9 +12,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from fedtask.config import ExperimentConfig
-from fedtask.data import ArrayDataset, load_dataset
-from fedtask.partition import PARTITIONERS, PartitionError, client_test_indices, label_counts
+from fedcore.config import ExperimentConfig
+from fedcore.data import ArrayDataset, load_dataset
+from fedcore.partition import PARTITIONERS, PartitionError, client_test_indices, label_counts
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,8 @@ class Federation:
         return self.train.subset(self.client_train[pid]), self.test.subset(self.client_test[pid])
 
 
-def _random_subset(ds: ArrayDataset, size: int | None, seed: int) -> ArrayDataset:
-    if size is None or size >= len(ds):
+def _random_subset(ds: ArrayDataset, size: int, seed: int) -> ArrayDataset:
+    if size <= 0 or size >= len(ds):
         return ds
     idx = np.sort(np.random.default_rng(seed).choice(len(ds), size=size, replace=False))
     return ds.subset(idx)
@@ -61,7 +61,11 @@ def partition_labels(labels: np.ndarray, cfg: ExperimentConfig) -> list[np.ndarr
 
 @lru_cache(maxsize=4)
 def build_federation(cfg: ExperimentConfig) -> Federation:
-    """Load data and partition it as ``cfg`` says (raises PartitionError when impossible)."""
+    """Load data and partition it as ``cfg`` says (raises PartitionError when impossible).
+
+    ``cfg`` must know its number of clients (``cfg.with_clients(n)``)."""
+    if cfg.num_clients < 1:
+        raise PartitionError("the number of partitions is not known yet: use cfg.with_clients(n)")
     d = cfg.data
     splits = load_dataset(d.dataset, d.path, d.test_path)
     train = _random_subset(splits.train, d.train_subset, cfg.seed)

@@ -1,4 +1,9 @@
-"""Server-side aggregation: FedAvg's example-weighted average of model states."""
+"""FedAvg (McMahan et al., 2017): every sampled client runs SGD on its own data
+(:func:`fedcore.training.train_local`); the server averages the returned models weighted by
+their example counts (:func:`weighted_average`) and adds nothing to the messages.
+
+The other algorithms are what they add to this round (see :mod:`fedcore.algorithms.base`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,15 @@ from collections.abc import Sequence
 
 import torch
 
+from fedcore.algorithms.base import Algorithm
+
 StateDict = dict[str, torch.Tensor]
+
+
+class FedAvg(Algorithm):
+    """Plain FedAvg: the weighted average is the new global model."""
+
+    name = "fedavg"
 
 
 def weighted_average(states: Sequence[StateDict], weights: Sequence[float]) -> StateDict:

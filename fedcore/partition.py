@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from inversion.allocation import proportional_counts
+
 
 class PartitionError(ValueError):
     """The requested partitioning cannot be built; the message says why and what to change."""
@@ -191,10 +193,7 @@ def client_test_indices(
     total = class_counts.sum()
     if total == 0:
         raise PartitionError("client holds no samples; cannot build its test set")
-    exact = class_counts / total * size
-    quota = np.floor(exact).astype(int)
-    remainder = size - quota.sum()
-    quota[np.argsort(-(exact - quota), kind="stable")[:remainder]] += 1
+    quota = proportional_counts(np.asarray(class_counts), size)
     rng = np.random.default_rng(seed)
     picks = []
     for c, q in enumerate(quota):

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 import yaml
 
-from fedtask.config import ExperimentConfig
-from fedtask.plots import plot_accuracy, plot_client_spread
+from fedcore.config import ExperimentConfig
+from fedcore.plots import plot_accuracy, plot_client_spread
 
 
 def atomic_torch_save(obj: Any, path: Path) -> Path:
@@ -46,14 +46,7 @@ class RunDir:
             self.images = self.path / "images"
             self.rows: list[dict[str, Any]] = []
             return
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        base = Path(root if root is not None else cfg.output.root).resolve()
-        path = base / f"{stamp}-{cfg.name}-{cfg.algorithm}"
-        suffix = 1
-        while path.exists():
-            suffix += 1
-            path = base / f"{stamp}-{cfg.name}-{cfg.algorithm}-{suffix}"
-        self.path = path
+        self.path = path = self._new_path(cfg, root)
         (path / "plots").mkdir(parents=True)
         self.images = path / "images"
         self.images.mkdir()
@@ -70,6 +63,26 @@ class RunDir:
                 "pid": os.getpid(),
             },
         )
+
+    @staticmethod
+    def _new_path(cfg: ExperimentConfig, root: str | Path | None) -> Path:
+        """``output.dir`` when set (it must not hold a run yet), else a new stamped directory."""
+        if cfg.output.dir:
+            path = Path(cfg.output.dir).resolve()
+            if path.exists() and any(path.iterdir()):
+                raise FileExistsError(
+                    f"output.dir {path} is not empty: choose a new directory, or continue the "
+                    f"run in it with resume={path}"
+                )
+            return path
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = Path(root if root is not None else cfg.output.root).resolve()
+        path = base / f"{stamp}-{cfg.name}-{cfg.algorithm}"
+        suffix = 1
+        while path.exists():
+            suffix += 1
+            path = base / f"{stamp}-{cfg.name}-{cfg.algorithm}-{suffix}"
+        return path
 
     def write_json(self, name: str, obj: Any) -> Path:
         """Write ``obj`` as pretty JSON to ``name`` inside the run directory."""

@@ -48,6 +48,25 @@ class DatasetError(ValueError):
     """A dataset file is missing or malformed; the message names the path and the fix."""
 
 
+@dataclass(frozen=True)
+class DataSpec:
+    """What models, inversion and image grids need to know of the inputs, as one value:
+    the input shape, the per-channel normalisation (mean, std) and the class names."""
+
+    input_shape: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def channels(self) -> int:
+        return int(self.input_shape[0])
+
+
 class ArrayDataset(Dataset):
     """Images and labels held as two tensors; indexing returns ``(x[i], y[i])``.
 
@@ -81,6 +100,11 @@ class ArrayDataset(Dataset):
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.x.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def spec(self) -> DataSpec:
+        """This dataset's :class:`DataSpec`."""
+        return DataSpec(self.input_shape, self.mean, self.std, self.classes)
 
     def subset(self, indices: np.ndarray | torch.Tensor) -> ArrayDataset:
         """A new dataset holding the rows at ``indices`` (copied, same normalisation)."""

@@ -1,22 +1,36 @@
 """ZDAS, the server side of Fed-ZDA: invert every client model into synthetic samples, pool
 them, and fine-tune the averaged model on the pool (cross-entropy on the inversion labels,
-optionally distillation from the client ensemble weighted per class)."""
+optionally distillation from the client ensemble weighted per class).
+
+The server keeps one synthetic pool per client (by partition) so each round refines the
+last round's samples; clients share their label counts only when asked
+(``zdas.share-label-counts``).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from fedtask.training import distillation_loss, iterate_batches
-from inversion.allocation import labels_for, proportional_counts
-from inversion.engine import InversionConfig
-from inversion.pool import SyntheticPool, invert_with_pool
+from fedcore.algorithms.base import (
+    Algorithm,
+    ClientHook,
+    ClientRound,
+    LocalPlan,
+    ServerStep,
+    inversion_side_problems,
+)
+from fedcore.data import DataSpec
+from fedcore.protocol import LABEL_COUNTS, SHARE_LABEL_COUNTS, TrainReply
+from fedcore.training import Objective, Samples, TrainConfig, sgd_train
+from inversion import InversionConfig, SyntheticPool, invert_with_pool, labels_for
+from inversion.allocation import proportional_counts
 
 StateDict = dict[str, torch.Tensor]
 
@@ -39,6 +53,22 @@ class ZdasConfig:
     update_bn_stats: bool = False  # keep the averaged BN running statistics by default
     pool_max_age: int = 5
     inversion: InversionConfig = field(default_factory=InversionConfig)
+
+    def problems(self, prefix: str) -> list[str]:
+        out = inversion_side_problems(self, prefix)
+        checks = [
+            (
+                self.end_round == 0 or self.end_round >= self.start_round,
+                f"end_round: must be 0 (no end) or >= {prefix}start_round "
+                f"({self.start_round}), got {self.end_round}",
+            ),
+            (self.samples_per_client >= 1, "samples_per_client: must be >= 1"),
+            (self.finetune_epochs >= 0, "finetune_epochs: must be >= 0"),
+            (self.finetune_lr > 0, "finetune_lr: must be > 0"),
+            (self.finetune_batch_size >= 2, "finetune_batch_size: must be >= 2 (BatchNorm)"),
+            (0 <= self.finetune_momentum < 1, "finetune_momentum: must be in [0, 1)"),
+        ]
+        return out + [prefix + msg for ok, msg in checks if not ok]
 
     def active(self, server_round: int) -> bool:
         """Whether the server inverts and fine-tunes in ``server_round``."""
@@ -81,20 +111,18 @@ def _bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
+ClientModel = tuple[int, StateDict, "np.ndarray | None"]  # partition, state, label counts
+
+
 def zdas_finetune(
     make_model: Callable[[], nn.Module],
     averaged: StateDict,
-    client_states: Sequence[StateDict],
-    client_ids: Sequence[int],
-    client_counts: Sequence[np.ndarray | None],
+    clients: Sequence[ClientModel],
     cfg: ZdasConfig,
     pools: dict[int, SyntheticPool],
     server_round: int,
+    spec: DataSpec,
     *,
-    input_shape: tuple[int, ...],
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    num_classes: int,
     device: torch.device | str = "cpu",
     seed: int = 0,
 ) -> ZdasOutcome:
@@ -106,67 +134,43 @@ def zdas_finetune(
     student.to(device)
     xs, ys, teachers = [], [], []
     acc, bn_loss, warm_sum, inv_seconds = 0.0, 0.0, 0.0, 0.0
-    for k, (state, cid, counts) in enumerate(
-        zip(client_states, client_ids, client_counts, strict=True)
-    ):
+    for k, (cid, state, counts) in enumerate(clients):
         teacher = make_model()
         teacher.load_state_dict(state)
         teacher.to(device).eval()
-        labels = torch.from_numpy(labels_for(client_allocation(cfg, num_classes, counts)))
+        labels = torch.from_numpy(labels_for(client_allocation(cfg, spec.num_classes, counts)))
         res, warm = invert_with_pool(
-            teacher,
-            labels,
-            cfg.inversion,
-            pools.setdefault(cid, SyntheticPool()),
-            server_round,
-            cfg.pool_max_age,
-            input_shape=input_shape,
-            mean=mean,
-            std=std,
-            student=student if cfg.inversion.adi > 0 else None,
-            device=device,
+            teacher, labels, cfg.inversion, pools.setdefault(cid, SyntheticPool()),
+            server_round, cfg.pool_max_age, spec,
+            student=student if cfg.inversion.adi > 0 else None, device=device,
             seed=seed * 7919 + k,
-        )
+        )  # fmt: skip
         xs.append(res.x)
         ys.append(res.y)
         teachers.append(teacher)
-        acc += res.teacher_accuracy / len(client_states)
-        bn_loss += res.bn_loss_end / len(client_states)
-        warm_sum += warm / len(client_states)
+        acc += res.teacher_accuracy / len(clients)
+        bn_loss += res.bn_loss_end / len(clients)
+        warm_sum += warm / len(clients)
         inv_seconds += res.seconds
     x, y = torch.cat(xs), torch.cat(ys)
-
-    ens_logits = None
+    data = Samples(x, y)
     if cfg.kd_weight > 0:
-        w = ensemble_weights(client_counts, num_classes).to(device)  # (K, C)
+        w = ensemble_weights([c[2] for c in clients], spec.num_classes).to(device)  # (K, C)
         with torch.no_grad():
             per_model = torch.stack([t(x.to(device)) for t in teachers])  # (K, N, C)
-            ens_logits = (per_model * w[:, y.to(device)].unsqueeze(-1)).sum(0).cpu()
+            data.teacher_logits = (per_model * w[:, y.to(device)].unsqueeze(-1)).sum(0).cpu()
 
     keep = _bn_buffers(student)
     # Fine-tune the model as it will be evaluated: with update_bn_stats off, BatchNorm keeps
     # normalising with the averaged running statistics (eval mode) and only its affine
     # parameters and the weights learn; with it on, BN uses (and tracks) batch statistics.
-    student.train(cfg.update_bn_stats)
-    opt = torch.optim.SGD(student.parameters(), lr=cfg.finetune_lr, momentum=cfg.finetune_momentum)
-    gen = torch.Generator().manual_seed(seed)
-    steps, loss_sum = 0, 0.0
-    for _ in range(cfg.finetune_epochs):
-        for xb, yb, idx in iterate_batches(x, y, cfg.finetune_batch_size, gen):
-            if yb.numel() < 2:
-                continue
-            xb, yb = xb.to(device), yb.to(device)
-            logits = student(xb)
-            loss = cfg.ce_weight * F.cross_entropy(logits, yb)
-            if ens_logits is not None:
-                loss = loss + cfg.kd_weight * distillation_loss(
-                    logits, ens_logits[idx].to(device), cfg.kd_temperature
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach())
-            steps += 1
+    opt = TrainConfig(
+        cfg.finetune_epochs, cfg.finetune_batch_size, cfg.finetune_lr, cfg.finetune_momentum
+    )
+    stats = sgd_train(
+        student, data, opt, Objective(cfg.ce_weight, cfg.kd_weight, cfg.kd_temperature),
+        device=device, seed=seed, bn_train=cfg.update_bn_stats,
+    )  # fmt: skip
     state = {k: v.detach().cpu() for k, v in student.state_dict().items()}
     if not cfg.update_bn_stats:
         state.update({k: v.cpu() for k, v in keep.items()})
@@ -176,8 +180,54 @@ def zdas_finetune(
         "zdas-teacher-acc": acc,
         "zdas-bn-loss": bn_loss,
         "zdas-warm-fraction": warm_sum,
-        "zdas-finetune-steps": float(steps),
-        "zdas-finetune-loss": loss_sum / max(steps, 1),
+        "zdas-finetune-steps": float(stats.steps),
+        "zdas-finetune-loss": stats.loss,
         "zdas-seconds": time.perf_counter() - t0,
     }
     return ZdasOutcome(state, x, y, metrics)
+
+
+class LabelCountsHook(ClientHook):
+    """Reports this client's label counts (only sent when the server asks for them)."""
+
+    def before(self, rnd: ClientRound, plan: LocalPlan) -> None:
+        plan.metrics[LABEL_COUNTS] = [int(c) for c in rnd.label_counts]
+
+
+class Zdas(Algorithm):
+    """FedAvg, then every client model inverted and the average fine-tuned on the pool."""
+
+    name = "zdas"
+    composes_with_proximal = True
+
+    def __init__(self, setup) -> None:
+        super().__init__(setup)
+        self.cfg: ZdasConfig = setup.cfg.zdas
+        self.pools: dict[int, SyntheticPool] = {}
+
+    @classmethod
+    def client_hook(cls, config: dict[str, Any], arrays: dict) -> ClientHook | None:
+        return LabelCountsHook() if config.get(SHARE_LABEL_COUNTS) else None
+
+    def train_config(self, server_round: int) -> dict[str, Any]:
+        return {SHARE_LABEL_COUNTS: True} if self.cfg.use_label_counts else {}
+
+    def server_update(
+        self, server_round: int, averaged: StateDict, replies: Sequence[TrainReply]
+    ) -> ServerStep:
+        if not self.cfg.active(server_round):
+            return ServerStep(averaged)
+        s = self.setup
+        out = zdas_finetune(
+            s.make_model, averaged, [(r.partition_id, r.state, r.label_counts) for r in replies],
+            self.cfg, self.pools, server_round, s.spec,
+            device=s.device, seed=s.cfg.seed * 100_003 + server_round,
+        )  # fmt: skip
+        return ServerStep(out.state, out.metrics, (out.x, out.y))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The per-client synthetic pools."""
+        return {"pools": {cid: pool.state() for cid, pool in self.pools.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.pools = {int(c): SyntheticPool.from_state(s) for c, s in state["pools"].items()}

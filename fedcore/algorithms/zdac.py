@@ -1,0 +1,171 @@
+"""ZDAC, the client side of Fed-ZDA: invert the received global model into synthetic
+samples that balance this client's class mix, and train on real + synthetic data.
+
+The server sends ZDAC's settings flattened under ``zdac.`` in the train ConfigRecord; each
+client keeps its synthetic pool in its persistent state, so later rounds refine last
+round's samples instead of starting from noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fedcore.algorithms.base import (
+    Algorithm,
+    ClientHook,
+    ClientRound,
+    LocalPlan,
+    inversion_side_problems,
+)
+from fedcore.data import DataSpec
+from fedcore.protocol import ZDAC_PREFIX
+from fedcore.schema import flatten, from_flat
+from fedcore.training import Synthetic
+from inversion import (
+    InversionConfig,
+    SyntheticPool,
+    allocate,
+    invert_with_pool,
+    labels_for,
+)
+from inversion.allocation import ALLOCATIONS
+
+POOL_KEY = "zdac-pool"  # the client's persistent state key for its synthetic pool
+PREVIEW_PER_CLASS = 2
+
+
+@dataclass(frozen=True)
+class ZdacConfig:
+    """Client-side inversion and augmentation settings."""
+
+    start_round: int = 2  # a random model inverts to nothing useful
+    allocation: str = "complement"
+    budget: float = 0.1  # ratio of local data if < 1, else a sample count
+    synthetic_weight: float = 1.0
+    kd_weight: float = 0.0  # distillation from the global model on synthetic samples
+    kd_temperature: float = 3.0
+    pool_max_age: int = 5  # rounds before a pool is stale and inversion restarts from noise
+    preview_client: int = 0  # this partition sends a few samples for the server's image grid
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+
+    def problems(self, prefix: str) -> list[str]:
+        out = inversion_side_problems(self, prefix)
+        checks = [
+            (self.allocation in ALLOCATIONS, f"allocation: {self.allocation!r} not in "
+                                             f"{ALLOCATIONS}"),
+            (self.budget >= 0, f"budget: must be >= 0 (ratio < 1 or a count), got {self.budget}"),
+            (self.synthetic_weight >= 0, "synthetic_weight: must be >= 0"),
+        ]  # fmt: skip
+        return out + [prefix + msg for ok, msg in checks if not ok]
+
+
+@dataclass
+class ZdacOutcome:
+    """What the client trains with, plus diagnostics for its metrics."""
+
+    synthetic: Synthetic | None
+    metrics: dict[str, float]
+
+
+def zdac_augment(
+    global_model: nn.Module,
+    label_counts: np.ndarray,
+    cfg: ZdacConfig,
+    pool: SyntheticPool,
+    server_round: int,
+    spec: DataSpec,
+    *,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> ZdacOutcome:
+    """Invert ``global_model`` for the allocated classes (warm-started from ``pool``).
+
+    Updates ``pool`` in place. Returns no synthetic data before ``cfg.start_round`` or when
+    the allocation is empty (an already balanced client under ``complement``).
+    """
+    metrics = {
+        "syn-count": 0.0,
+        "inv-seconds": 0.0,
+        "inv-teacher-acc": 0.0,
+        "inv-bn-loss": 0.0,
+        "inv-warm-fraction": 0.0,
+    }
+    if server_round < cfg.start_round:
+        return ZdacOutcome(None, metrics)
+    per_class = allocate(cfg.allocation, label_counts, cfg.budget)
+    if per_class.sum() == 0:
+        return ZdacOutcome(None, metrics)
+    labels = torch.from_numpy(labels_for(per_class))
+    res, warm = invert_with_pool(
+        global_model, labels, cfg.inversion, pool, server_round, cfg.pool_max_age, spec,
+        device=device, seed=seed,
+    )  # fmt: skip
+    teacher_logits = None
+    if cfg.kd_weight > 0:  # the global model's soft labels for the synthetic samples
+        was_training = global_model.training
+        global_model.eval()
+        with torch.no_grad():
+            teacher_logits = global_model(res.x.to(device)).cpu()
+        global_model.train(was_training)
+    metrics.update(
+        {
+            "syn-count": float(len(res.y)),
+            "inv-seconds": res.seconds,
+            "inv-teacher-acc": res.teacher_accuracy,
+            "inv-bn-loss": res.bn_loss_end,
+            "inv-warm-fraction": warm,
+        }
+    )
+    syn = Synthetic(
+        res.x, res.y, cfg.synthetic_weight, teacher_logits, cfg.kd_weight, cfg.kd_temperature
+    )
+    return ZdacOutcome(syn, metrics)
+
+
+def preview(syn: Synthetic, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A few synthetic samples per class, for the server's image grid."""
+    keep = torch.cat(
+        [torch.nonzero(syn.y == c).flatten()[:PREVIEW_PER_CLASS] for c in range(num_classes)]
+    )
+    return syn.x[keep], syn.y[keep]
+
+
+class ZdacHook(ClientHook):
+    """Inverts the received model and adds the samples to local training."""
+
+    def __init__(self, cfg: ZdacConfig) -> None:
+        self.cfg = cfg
+
+    def before(self, rnd: ClientRound, plan: LocalPlan) -> None:
+        pool = SyntheticPool.from_state(rnd.state.get(POOL_KEY, {}))
+        out = zdac_augment(
+            rnd.model, rnd.label_counts, self.cfg, pool, rnd.server_round, rnd.spec,
+            device=rnd.device, seed=rnd.seed,
+        )  # fmt: skip
+        if not pool.is_empty():
+            rnd.state[POOL_KEY] = pool.state()
+        plan.synthetic = out.synthetic
+        plan.metrics |= out.metrics
+        if rnd.partition_id == self.cfg.preview_client and out.synthetic is not None:
+            plan.preview = preview(out.synthetic, rnd.spec.num_classes)
+
+
+class Zdac(Algorithm):
+    """FedAvg on the server; every train message carries ZDAC's settings."""
+
+    name = "zdac"
+    composes_with_proximal = True
+
+    @classmethod
+    def client_hook(cls, config: dict[str, Any], arrays: dict) -> ClientHook | None:
+        if not any(k.startswith(ZDAC_PREFIX) for k in config):
+            return None
+        return ZdacHook(from_flat(ZdacConfig, config, ZDAC_PREFIX))
+
+    def train_config(self, server_round: int) -> dict[str, Any]:
+        return flatten(self.setup.cfg.zdac, ZDAC_PREFIX)

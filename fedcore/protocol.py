@@ -1,0 +1,257 @@
+"""The wire protocol: every message key, and typed values decoded once from records.
+
+A train message carries the global model (``arrays``), a ConfigRecord ``config`` (the round,
+the seed and whatever the algorithm asks of clients, e.g. ``proximal-mu`` or ``zdac.*``)
+and any ArrayRecords the algorithm sends (``scaffold-c``). A train reply carries the model,
+a MetricRecord ``metrics`` (``num-examples``, ``partition-id`` and diagnostics), the
+ArrayRecords the algorithm expects back (``scaffold-dc``) and optionally ``preview``
+(a few synthetic samples). Replies are checked while they are decoded; a bad reply becomes
+a reason string, never a value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, MetricRecord, RecordDict
+
+StateDict = dict[str, torch.Tensor]
+
+# Records of a message's RecordDict
+ARRAYS, CONFIG, METRICS, PREVIEW = "arrays", "config", "metrics", "preview"
+# ConfigRecord keys (server -> client)
+SERVER_ROUND, SEED = "server-round", "seed"
+PROXIMAL_MU = "proximal-mu"  # FedProx (Flower's own name for it)
+ZDAC_PREFIX = "zdac."  # ZDAC's settings, flattened
+SHARE_LABEL_COUNTS = "zdas.share-label-counts"  # ZDAS asks clients for their label counts
+# ArrayRecords (server -> client, client -> server)
+SCAFFOLD_C, SCAFFOLD_DC = "scaffold-c", "scaffold-dc"
+# MetricRecord keys (client -> server)
+NUM_EXAMPLES, PARTITION_ID, NUM_PARTITIONS = "num-examples", "partition-id", "num-partitions"
+LABEL_COUNTS = "label-counts"
+ACCURACY, LOSS = "accuracy", "loss"
+
+
+def state_to_record(state: StateDict) -> ArrayRecord:
+    """A model state dict as an ArrayRecord (tensors detached, on CPU)."""
+    return ArrayRecord({k: v.detach().cpu() for k, v in state.items()})
+
+
+def record_to_state(record: ArrayRecord) -> StateDict:
+    """An ArrayRecord as a torch state dict."""
+    return record.to_torch_state_dict()
+
+
+# ------------------------------------------------------------------ server -> client
+@dataclass
+class TrainRequest:
+    """A decoded train message."""
+
+    state: StateDict
+    server_round: int
+    seed: int
+    config: dict[str, Any]
+    arrays: dict[str, StateDict]
+
+
+def decode_train_request(content: RecordDict) -> TrainRequest:
+    """The global model, round, seed, algorithm config and extra arrays of a train message."""
+    config = dict(content[CONFIG])
+    arrays = {k: record_to_state(v) for k, v in content.array_records.items() if k != ARRAYS}
+    return TrainRequest(
+        record_to_state(content[ARRAYS]),
+        int(config[SERVER_ROUND]),
+        int(config.get(SEED, 0)),
+        config,
+        arrays,
+    )
+
+
+def add_arrays(content: RecordDict, extra: dict[str, StateDict]) -> None:
+    """Attach the algorithm's extra ArrayRecords to an outgoing message's content."""
+    for name, state in extra.items():
+        content[name] = state_to_record(state)
+
+
+# ------------------------------------------------------------------ client -> server
+@dataclass
+class TrainReply:
+    """A checked train reply: the client's model, weight, identity and what it adds."""
+
+    partition_id: int
+    num_examples: int
+    state: StateDict
+    metrics: dict[str, Any]
+    arrays: dict[str, StateDict] = field(default_factory=dict)
+    preview: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def label_counts(self) -> np.ndarray | None:
+        counts = self.metrics.get(LABEL_COUNTS)
+        return None if counts is None else np.asarray(counts)
+
+
+def encode_train_reply(
+    state: StateDict,
+    num_examples: int,
+    partition_id: int,
+    metrics: dict[str, Any],
+    arrays: dict[str, StateDict],
+    preview: tuple[torch.Tensor, torch.Tensor] | None,
+) -> RecordDict:
+    """The RecordDict of a train reply."""
+    head = {NUM_EXAMPLES: num_examples, PARTITION_ID: partition_id}
+    content = RecordDict({ARRAYS: state_to_record(state), METRICS: MetricRecord(head | metrics)})
+    add_arrays(content, arrays)
+    if preview is not None:
+        content[PREVIEW] = ArrayRecord({"x": preview[0].cpu(), "y": preview[1].cpu()})
+    return content
+
+
+def decode_train_reply(
+    content: RecordDict,
+    reference: StateDict,
+    expected: dict[str, StateDict],
+    max_examples: int,
+) -> TrainReply | str:
+    """The reply as a :class:`TrainReply`, or the reason it is refused."""
+    reason = check_metrics(content, (NUM_EXAMPLES, PARTITION_ID), max_examples)
+    if reason:
+        return reason
+    states = _decode_checked(content, {ARRAYS: reference, **expected})
+    if isinstance(states, str):
+        return states
+    preview = None
+    if PREVIEW in content.array_records:
+        p = _decode(content.array_records[PREVIEW])
+        if isinstance(p, str) or set(p) != {"x", "y"} or len(p["x"]) != len(p["y"]):
+            return "preview: expected arrays x and y of one length"
+        preview = (p["x"], p["y"].long())
+    m = dict(content.metric_records[METRICS])
+    return TrainReply(
+        int(m.pop(PARTITION_ID)),
+        int(m.pop(NUM_EXAMPLES)),
+        states.pop(ARRAYS),
+        m,
+        states,
+        preview,
+    )
+
+
+@dataclass
+class EvalReply:
+    """A checked evaluate reply: one client's accuracy and loss on its own test set."""
+
+    partition_id: int
+    num_examples: int
+    accuracy: float
+    loss: float
+
+
+def encode_eval_reply(reply: EvalReply) -> RecordDict:
+    """The RecordDict of an evaluate reply."""
+    m = {
+        NUM_EXAMPLES: reply.num_examples,
+        PARTITION_ID: reply.partition_id,
+        ACCURACY: reply.accuracy,
+        LOSS: reply.loss,
+    }
+    return RecordDict({METRICS: MetricRecord(m)})
+
+
+def decode_eval_reply(content: RecordDict, max_examples: int) -> EvalReply | str:
+    """The reply as an :class:`EvalReply`, or the reason it is refused."""
+    reason = check_metrics(content, (NUM_EXAMPLES, PARTITION_ID, ACCURACY, LOSS), max_examples)
+    if reason:
+        return reason
+    m = content.metric_records[METRICS]
+    return EvalReply(int(m[PARTITION_ID]), int(m[NUM_EXAMPLES]), float(m[ACCURACY]), float(m[LOSS]))
+
+
+# ------------------------------------------------------------------ who is who
+def node_partition(node_config: dict[str, Any]) -> tuple[int, int]:
+    """A SuperNode's ``(partition-id, num-partitions)`` from its node config."""
+    if PARTITION_ID not in node_config or NUM_PARTITIONS not in node_config:
+        raise ValueError(
+            "this SuperNode has no partition: start it with "
+            "--node-config 'partition-id=<i> num-partitions=<n>'"
+        )
+    return int(node_config[PARTITION_ID]), int(node_config[NUM_PARTITIONS])
+
+
+def encode_partition(partition_id: int, num_partitions: int) -> RecordDict:
+    """The reply to a query: which partition this node holds, out of how many."""
+    m = {PARTITION_ID: partition_id, NUM_PARTITIONS: num_partitions}
+    return RecordDict({METRICS: MetricRecord(m)})
+
+
+def decode_partition(content: RecordDict) -> tuple[int, int]:
+    """``(partition-id, num-partitions)`` from a query reply."""
+    m = content.metric_records[METRICS]
+    return int(m[PARTITION_ID]), int(m[NUM_PARTITIONS])
+
+
+# ------------------------------------------------------------------ checks
+def check_metrics(content: RecordDict, required: tuple[str, ...], max_examples: int) -> str | None:
+    """Problems with a reply's MetricRecord, or None when it is usable."""
+    if METRICS not in content.metric_records:
+        return f"no MetricRecord {METRICS!r}"
+    m = content.metric_records[METRICS]
+    for key in required:
+        if key not in m:
+            return f"metric {key!r} missing"
+    n = m[NUM_EXAMPLES]
+    if isinstance(n, list) or not math.isfinite(float(n)) or not 0 < float(n) <= max_examples:
+        return f"absurd {NUM_EXAMPLES}={n!r} (expected 1..{max_examples})"
+    if PARTITION_ID in m and not isinstance(m[PARTITION_ID], int):
+        return f"{PARTITION_ID}={m[PARTITION_ID]!r} is not an integer"
+    return None
+
+
+def check_arrays(
+    content: RecordDict, reference: StateDict, extra: dict[str, StateDict] | None = None
+) -> str | None:
+    """Problems with a reply's model and extra ArrayRecords, or None when they are usable."""
+    states = _decode_checked(content, {ARRAYS: reference, **(extra or {})})
+    return states if isinstance(states, str) else None
+
+
+def _decode_checked(content: RecordDict, expected: dict[str, StateDict]) -> dict | str:
+    """Every expected ArrayRecord decoded and checked against its reference, or a reason."""
+    got = set(content.array_records.keys()) - {PREVIEW}
+    if got != set(expected):
+        return f"expected ArrayRecords {sorted(expected)}, got {sorted(got)}"
+    states: dict[str, StateDict] = {}
+    for name, ref in expected.items():
+        state = _decode(content.array_records[name])
+        problem = state if isinstance(state, str) else _check_state(state, ref)
+        if problem:
+            return problem if name == ARRAYS else f"{name}: {problem}"
+        states[name] = state  # type: ignore[assignment]
+    return states
+
+
+def _decode(record: ArrayRecord) -> StateDict | str:
+    try:
+        return record.to_torch_state_dict()
+    except Exception as e:  # a malformed array cannot be decoded
+        return f"undecodable arrays: {e}"
+
+
+def _check_state(state: StateDict, reference: StateDict) -> str | None:
+    missing, extra = reference.keys() - state.keys(), state.keys() - reference.keys()
+    if missing or extra:
+        return f"keys differ: missing {sorted(missing)[:3]}, extra {sorted(extra)[:3]}"
+    for k, ref in reference.items():
+        t = state[k]
+        if t.shape != ref.shape:
+            return f"{k}: shape {tuple(t.shape)} != {tuple(ref.shape)}"
+        if t.dtype != ref.dtype:
+            return f"{k}: dtype {t.dtype} != {ref.dtype}"
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return f"{k}: contains NaN or Inf"
+    return None

@@ -1,0 +1,261 @@
+"""The one SGD loop (client updates and server fine-tuning) and evaluation.
+
+:func:`sgd_train` trains on labelled samples with optional per-sample weights and teacher
+logits (distillation), a regulariser (FedProx's proximal term) and a gradient correction
+(SCAFFOLD's ``c - c_i``). :func:`train_local` is the client update built on it: real data
+plus optional :class:`Synthetic` samples (ZDAC). ZDAS fine-tunes with the same loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from fedcore.data import ArrayDataset
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Client optimiser settings (SGD)."""
+
+    local_epochs: int = 1
+    batch_size: int = 32
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+    def problems(self, prefix: str) -> list[str]:
+        """Every invalid setting, as ``prefix + key: what is wrong`` messages."""
+        checks = [
+            (self.local_epochs >= 1, f"local_epochs: must be >= 1, got {self.local_epochs}"),
+            (self.batch_size >= 2, f"batch_size: must be >= 2 (BatchNorm), got {self.batch_size}"),
+            (self.lr > 0, f"lr: must be > 0, got {self.lr}"),
+            (0 <= self.momentum < 1, f"momentum: must be in [0, 1), got {self.momentum}"),
+            (self.weight_decay >= 0, "weight_decay: must be >= 0"),
+        ]
+        return [prefix + msg for ok, msg in checks if not ok]
+
+
+@dataclass
+class TrainStats:
+    """What one local update did."""
+
+    num_examples: int
+    steps: int
+    loss: float
+    seconds: float
+
+
+@dataclass
+class Samples:
+    """Labelled inputs for :func:`sgd_train`.
+
+    ``weights`` scale each sample's cross-entropy (None: the plain batch mean);
+    ``teacher_logits`` (rows where ``distill`` is True) are distillation targets.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    weights: torch.Tensor | None = None
+    teacher_logits: torch.Tensor | None = None
+    distill: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Objective:
+    """``ce_weight * CE + kd_weight * T^2 * KL(teacher || student)`` at temperature ``T``."""
+
+    ce_weight: float = 1.0
+    kd_weight: float = 0.0
+    temperature: float = 1.0
+
+
+@dataclass
+class Synthetic:
+    """Synthetic inputs with labels, mixed into local training with weight ``weight``;
+    with ``teacher_logits`` their loss also includes ``kd_weight`` times distillation."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    weight: float = 1.0
+    teacher_logits: torch.Tensor | None = None
+    kd_weight: float = 0.0
+    temperature: float = 1.0
+
+
+Regularizer = Callable[[nn.Module], torch.Tensor]
+
+
+def as_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """All of a dataset as ``(x, y)`` tensors (direct for ArrayDataset, one pass otherwise)."""
+    if isinstance(dataset, ArrayDataset):
+        return dataset.x, dataset.y
+    xs, ys = zip(*DataLoader(dataset, batch_size=1024), strict=True)
+    return torch.cat(xs), torch.cat(ys).long()
+
+
+def iterate_batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield ``(x, y, index)`` batches; shuffled when ``generator`` is given."""
+    n = y.shape[0]
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        yield x[idx], y[idx], idx
+
+
+def _batch_loss(
+    logits: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor, data: Samples, obj: Objective
+) -> torch.Tensor:
+    device = logits.device
+    if data.weights is None:
+        loss = obj.ce_weight * F.cross_entropy(logits, yb)
+    else:
+        wb = data.weights[idx].to(device)
+        loss = obj.ce_weight * (F.cross_entropy(logits, yb, reduction="none") * wb).sum() / wb.sum()
+    if obj.kd_weight > 0 and data.teacher_logits is not None:
+        sel = data.distill[idx] if data.distill is not None else torch.ones_like(idx, dtype=bool)
+        if sel.any():
+            target = data.teacher_logits[idx][sel].to(device)
+            loss = loss + obj.kd_weight * distillation_loss(
+                logits[sel.to(device)], target, obj.temperature
+            )
+    return loss
+
+
+def sgd_train(
+    model: nn.Module,
+    data: Samples,
+    cfg: TrainConfig,
+    objective: Objective = Objective(),
+    *,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    regularizer: Regularizer | None = None,
+    grad_correction: list[torch.Tensor] | None = None,
+    bn_train: bool = True,
+) -> TrainStats:
+    """Train ``model`` in place: ``cfg.local_epochs`` shuffled passes of SGD over ``data``.
+
+    ``regularizer(model)`` is added to every batch loss; ``grad_correction`` (one tensor per
+    parameter) to every gradient. With ``bn_train`` off, BatchNorm normalises with its
+    running statistics (eval mode) and leaves them unchanged.
+    """
+    t0 = time.perf_counter()
+    device = torch.device(device)
+    model.to(device).train(bn_train)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    corr = [c.to(device) for c in grad_correction] if grad_correction is not None else None
+    gen = torch.Generator().manual_seed(seed)
+    total, steps = 0.0, 0
+    for _ in range(cfg.local_epochs):
+        for xb, yb, idx in iterate_batches(data.x, data.y, cfg.batch_size, gen):
+            if yb.shape[0] < 2:  # BatchNorm cannot train on a single sample
+                continue
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            logits = model(xb)
+            loss = _batch_loss(logits, yb, idx, data, objective)
+            if regularizer is not None:
+                loss = loss + regularizer(model)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if corr is not None:
+                for p, c in zip(model.parameters(), corr, strict=True):
+                    p.grad.add_(c)
+            opt.step()
+            total += float(loss.detach())
+            steps += 1
+    return TrainStats(len(data.y), steps, total / max(steps, 1), time.perf_counter() - t0)
+
+
+def train_local(
+    model: nn.Module,
+    dataset: Dataset,
+    cfg: TrainConfig,
+    *,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    regularizer: Regularizer | None = None,
+    grad_correction: list[torch.Tensor] | None = None,
+    synthetic: Synthetic | None = None,
+) -> TrainStats:
+    """A client update: SGD on ``dataset`` plus ``synthetic`` samples shuffled in with their
+    own weight; ``num_examples`` counts the real samples only."""
+    x, y = as_tensors(dataset)
+    n_real = int(y.shape[0])
+    data = Samples(x, y, torch.ones(n_real))
+    objective = Objective()
+    if synthetic is not None and synthetic.y.numel() > 0:
+        n_syn = synthetic.y.numel()
+        data = Samples(
+            torch.cat([x, synthetic.x.detach().to(x.dtype).cpu()]),
+            torch.cat([y, synthetic.y.long().cpu()]),
+            torch.cat([data.weights, torch.full((n_syn,), synthetic.weight)]),
+        )
+        if synthetic.teacher_logits is not None and synthetic.kd_weight > 0:
+            data.teacher_logits = torch.cat(
+                [torch.zeros(n_real, synthetic.teacher_logits.shape[1]), synthetic.teacher_logits]
+            )
+            data.distill = torch.arange(n_real + n_syn) >= n_real
+            objective = Objective(1.0, synthetic.kd_weight, synthetic.temperature)
+    stats = sgd_train(
+        model, data, cfg, objective, device=device, seed=seed,
+        regularizer=regularizer, grad_correction=grad_correction,
+    )  # fmt: skip
+    return replace(stats, num_examples=n_real)
+
+
+def distillation_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Hinton distillation: ``T^2 * KL(softmax(t/T) || softmax(s/T))``, batch mean."""
+    t = temperature
+    return F.kl_div(
+        F.log_softmax(student_logits / t, dim=1),
+        F.softmax(teacher_logits.detach() / t, dim=1),
+        reduction="batchmean",
+    ) * (t * t)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 1024,
+    num_classes: int | None = None,
+) -> dict[str, float | list[float]]:
+    """Accuracy and mean cross-entropy of ``model`` on ``dataset`` (eval mode).
+
+    With ``num_classes`` the result also holds ``per_class_accuracy`` (NaN for absent classes).
+    """
+    device = torch.device(device)
+    model.to(device).eval()
+    x, y = as_tensors(dataset)
+    correct, loss_sum = 0, 0.0
+    preds = []
+    for xb, yb, _ in iterate_batches(x, y, batch_size, None):
+        xb, yb = xb.to(device), yb.to(device)
+        logits = model(xb)
+        loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+        p = logits.argmax(1)
+        correct += int((p == yb).sum())
+        preds.append(p.cpu())
+    n = max(int(y.shape[0]), 1)
+    out: dict[str, float | list[float]] = {"accuracy": correct / n, "loss": loss_sum / n}
+    if num_classes is not None and preds:
+        hit = (torch.cat(preds) == y).float()
+        counts = torch.bincount(y, minlength=num_classes).float()
+        hits = torch.bincount(y, weights=hit, minlength=num_classes)
+        out["per_class_accuracy"] = (hits / counts).tolist()
+    return out

@@ -1,0 +1,121 @@
+"""The algorithm registry, the client hooks a message asks for, the wire protocol, and the
+Flower-native run configuration, without running Flower."""
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fedcore.algorithms import ALGORITHMS, ServerSetup, build_algorithm, client_hooks
+from fedcore.algorithms.base import ClientRound, Composite, LocalPlan
+from fedcore.algorithms.fedprox import ProximalHook
+from fedcore.algorithms.scaffold import CLIENT_VARIATE, ScaffoldHook
+from fedcore.algorithms.zdac import ZdacConfig, ZdacHook
+from fedcore.algorithms.zdas import LabelCountsHook
+from fedcore.config import ConfigError, ExperimentConfig, config_from_run_config, load_config
+from fedcore.data import DataSpec
+from fedcore.models import build_model
+from fedcore.protocol import (
+    LABEL_COUNTS,
+    SCAFFOLD_C,
+    SCAFFOLD_DC,
+    decode_train_reply,
+    encode_train_reply,
+)
+from fedcore.schema import flatten
+from fedcore.training import TrainConfig, TrainStats
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = DataSpec((1, 28, 28), (0.5,), (0.25,), tuple("abcdefghij"))
+
+
+def _setup(overrides: str) -> ServerSetup:
+    cfg = load_config(None, overrides).with_clients(4)
+    model = build_model("cnn", 1, 10)
+    names = tuple(n for n, _ in model.named_parameters())
+    return ServerSetup(cfg, SPEC, lambda: build_model("cnn", 1, 10), torch.device("cpu"), names)
+
+
+def _hooks_for(overrides: str) -> list[type]:
+    """The client hooks that a train message of this algorithm switches on."""
+    algo = build_algorithm(_setup(overrides))
+    state = build_model("cnn", 1, 10).state_dict()
+    return [type(h) for h in client_hooks(algo.train_config(1), algo.train_arrays(1, state))]
+
+
+def test_each_algorithm_asks_clients_for_exactly_its_hooks():
+    assert _hooks_for("algorithm=fedavg") == []
+    assert _hooks_for("algorithm=fedprox fedprox.mu=0.1") == [ProximalHook]
+    assert _hooks_for("algorithm=scaffold") == [ScaffoldHook]
+    assert _hooks_for("algorithm=zdac") == [ZdacHook]
+    assert _hooks_for("algorithm=zdas") == []  # label counts stay private unless asked for
+    assert _hooks_for("algorithm=zdas zdas.use_label_counts=true") == [LabelCountsHook]
+    assert _hooks_for("algorithm=zda zdas.use_label_counts=true") == [ZdacHook, LabelCountsHook]
+    both = "algorithm=zda fedprox.compose_with_zda=true"
+    assert _hooks_for(both) == [ProximalHook, ZdacHook]
+
+
+def test_zda_is_the_composition_of_zdac_and_zdas():
+    assert ALGORITHMS["zda"] == ALGORITHMS["zdac"] + ALGORITHMS["zdas"]
+    algo = build_algorithm(_setup("algorithm=zda"))
+    assert isinstance(algo, Composite) and [p.name for p in algo.parts] == ["zdac", "zdas"]
+    assert set(algo.state_dict()) == {"zdac", "zdas"}
+    with pytest.raises(ValueError, match="fedprox.mu > 0"):
+        build_algorithm(_setup("algorithm=fedprox fedprox.mu=0"))
+
+
+def test_zdac_settings_survive_the_wire():
+    cfg = ZdacConfig(budget=7.0, allocation="uniform")
+    flat = flatten(cfg, "zdac.")
+    assert flat["zdac.inversion.steps"] == cfg.inversion.steps
+    (hook,) = client_hooks(flat, {})
+    assert isinstance(hook, ZdacHook) and hook.cfg == cfg
+
+
+def test_scaffold_client_hook_keeps_its_variate_and_sends_the_change():
+    model = build_model("cnn", 1, 10)
+    c = {n: torch.full_like(p, 0.1) for n, p in model.named_parameters()}
+    rnd = ClientRound(
+        1, 0, 0, np.ones(10), SPEC, TrainConfig(), model, {SCAFFOLD_C: c}, {},
+        torch.device("cpu"),
+    )  # fmt: skip
+    (hook,) = client_hooks({}, rnd.arrays)
+    plan = LocalPlan()
+    hook.before(rnd, plan)
+    assert len(plan.grad_correction) == len(c)
+    assert torch.allclose(plan.grad_correction[0], torch.full_like(plan.grad_correction[0], 0.1))
+    hook.after(rnd, TrainStats(10, 5, 0.0, 0.0), plan)
+    assert set(plan.arrays) == {SCAFFOLD_DC} and CLIENT_VARIATE in rnd.state
+    # the model did not move: c_i+ = c_i - c = -c, delta = -c
+    assert torch.allclose(next(iter(plan.arrays[SCAFFOLD_DC].values())), -0.1 * torch.ones(1))
+
+
+def test_train_reply_round_trip_and_refusals():
+    state = build_model("cnn", 1, 10).state_dict()
+    x, y = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    content = encode_train_reply(state, 12, 3, {"loss": 0.5, LABEL_COUNTS: [1, 2]}, {}, (x, y))
+    reply = decode_train_reply(content, state, {}, 100)
+    assert (reply.partition_id, reply.num_examples) == (3, 12)
+    assert reply.label_counts.tolist() == [1, 2] and reply.metrics["loss"] == 0.5
+    assert torch.equal(reply.preview[0], x) and torch.equal(reply.preview[1], y)
+    assert all(torch.equal(reply.state[k], v) for k, v in state.items())
+    assert "expected ArrayRecords" in decode_train_reply(content, state, {"scaffold-dc": {}}, 100)
+    assert "absurd" in decode_train_reply(content, state, {}, 10)
+
+
+def test_pyproject_declares_every_key_with_its_default():
+    """One source of defaults: the schema; Flower's run config lists the same keys and values."""
+    table = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    assert flatten(table) == flatten(ExperimentConfig())
+    assert config_from_run_config(flatten(table)) == ExperimentConfig()
+
+
+def test_federation_size_comes_from_the_nodes_and_is_checked():
+    cfg = load_config(None, "")
+    assert cfg.partition.num_partitions == 0 and cfg.with_clients(7).num_clients == 7
+    with pytest.raises(ConfigError, match="num-supernodes=3"):
+        load_config(None, "partition.num_partitions=3").with_clients(5)
+    with pytest.raises(ConfigError, match=r"server.min_train_nodes: must be in 0..2"):
+        load_config(None, "server.min_train_nodes=3").with_clients(2)
