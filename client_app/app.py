@@ -12,8 +12,6 @@ import torch
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from fedcore.algorithms import client_hooks
-from fedcore.algorithms.base import ClientRound, LocalPlan
 from fedcore.config import ExperimentConfig, experiment_config
 from fedcore.faults import corrupt_update, kind_for_round
 from fedcore.federation import Federation, build_federation
@@ -29,7 +27,8 @@ from fedcore.protocol import (
     record_to_state,
     state_to_record,
 )
-from fedcore.training import evaluate, train_local
+from fedcore.round import client_update
+from fedcore.training import evaluate
 
 app = ClientApp()
 
@@ -53,41 +52,16 @@ def train(msg: Message, context: Context) -> Message:
     """Train the received global model on the local partition and send it back."""
     cfg, pid, fed = _setup(context)
     req = decode_train_request(msg.content)
-    device = get_device()
-    model = _model(cfg, fed, req.state).to(device)
-    trainset, _ = fed.client_datasets(pid)
-    rnd = ClientRound(
-        server_round=req.server_round,
-        partition_id=pid,
-        seed=(req.seed * 1_000_003 + req.server_round) * 1_009 + pid,
-        label_counts=fed.counts[pid],
-        spec=fed.train.spec,
-        train=cfg.train,
-        model=model,
-        arrays=req.arrays,
-        state={k: record_to_state(v) for k, v in context.state.array_records.items()},
-        device=device,
-    )
-    plan = LocalPlan()
-    hooks = client_hooks(req.config, req.arrays)
-    for hook in hooks:
-        hook.before(rnd, plan)
-    stats = train_local(
-        model, trainset, cfg.train, device=device, seed=rnd.seed,
-        regularizer=plan.regularizer(), grad_correction=plan.grad_correction,
-        synthetic=plan.synthetic,
-    )  # fmt: skip
-    for hook in hooks:
-        hook.after(rnd, stats, plan)
-    for key, value in rnd.state.items():
+    state = {k: record_to_state(v) for k, v in context.state.array_records.items()}
+    up = client_update(cfg, fed, pid, req, state, get_device())
+    for key, value in state.items():
         context.state[key] = state_to_record(value)
-    state, num_examples = model.state_dict(), stats.num_examples
+    model_state, num_examples = up.state, up.num_examples
     if pid == cfg.faults.bad_update_partition:  # fault injection (tests only)
         kind = kind_for_round(cfg.faults.bad_update_kinds.split(","), req.server_round)
-        state, num_examples = corrupt_update(state, num_examples, kind)
-    metrics = {"loss": stats.loss, "seconds": stats.seconds, **plan.metrics}
-    content = encode_train_reply(state, num_examples, pid, metrics, plan.arrays, plan.preview)
-    return Message(content=content, reply_to=msg)
+        model_state, num_examples = corrupt_update(model_state, num_examples, kind)
+    reply = encode_train_reply(model_state, num_examples, pid, up.metrics, up.arrays, up.preview)
+    return Message(content=reply, reply_to=msg)
 
 
 @app.evaluate()

@@ -1,4 +1,5 @@
 """The transport-free core of fedzda: data, partitions, models, the SGD loop, the algorithms
 (one module each, in :mod:`fedcore.algorithms`), the wire protocol, configuration and the
-run directory. Plain PyTorch that tests call without running Flower; the one module that
-imports Flower is :mod:`fedcore.protocol` (its record types), whose keys the algorithms use."""
+run directory, and one round without transport (:mod:`fedcore.round`). Plain PyTorch that
+imports without Flower: :mod:`fedcore.protocol` imports Flower's record types only when it
+builds records."""

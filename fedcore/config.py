@@ -2,8 +2,8 @@
 
 The dataclass defaults below are the default experiment and the one source of defaults:
 ``[tool.flwr.app.config]`` in pyproject.toml lists every key with the same value (written by
-``python -m fedcore.config``, checked by a test), so Flower knows and checks every key.
-Precedence, lowest first: these defaults, then an experiment TOML file
+``python -m fedcore.config --write``, checked by a test), so Flower knows and checks every
+key. Precedence, lowest first: these defaults, then an experiment TOML file
 (``flwr run . --run-config configs/x.toml``) or inline keys
 (``flwr run . --run-config "algorithm='zda' rounds=5"``); Flower takes one or the other,
 ``scripts/run.sh`` merges a file and inline keys (inline wins). Every problem is reported
@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from fedcore.algorithms import ALGORITHMS
 from fedcore.algorithms.fedprox import FedProxConfig
@@ -59,6 +57,7 @@ class PartitionConfig:
     partition_by: str = "label"
     alpha: float = 0.1
     min_partition_size: int = 10
+    self_balancing: bool = False  # dirichlet: no more samples for partitions above average
     num_classes_per_partition: int = 2
     num_shards_per_partition: int = 2
     seed: int = -1  # -1: the experiment seed
@@ -74,11 +73,35 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Round orchestration."""
+    """Round orchestration: which clients train and which are evaluated, seeded per round.
 
-    min_train_nodes: int = 0  # fewest usable train replies a round needs (0: every client)
+    A round samples ``max(floor(fraction_train * N), min_train_nodes)`` of the N clients
+    and needs ``min_train_nodes`` usable replies (0: every sampled client). Federated
+    evaluation runs every ``evaluate_every`` rounds on a sample sized the same way, and on
+    every client in the last round; the central test set is scored every round.
+    """
+
+    fraction_train: float = 1.0
+    min_train_nodes: int = 0
+    fraction_evaluate: float = 1.0
+    min_evaluate_nodes: int = 0
+    evaluate_every: int = 1
     round_timeout: float = 3600.0
     connect_timeout: float = 300.0  # how long to wait for all SuperNodes to connect
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Resources of each simulated ClientApp, passed to Flower's simulation engine as
+    ``--federation-config client-resources-num-cpus/-num-gpus`` by ``scripts/run.sh`` (and
+    ``scripts/simulate.py``); a plain ``flwr run .`` takes them from its own flags."""
+
+    client_cpus: int = 1  # 1 is fastest on a 2-core CPU machine (see README, Measured)
+    client_gpus: float = -1.0  # share of a GPU per ClientApp; -1: 0.25 with CUDA, else 0
+
+    def gpus(self, cuda: bool) -> float:
+        """The GPU share to request, resolving the automatic -1."""
+        return self.client_gpus if self.client_gpus >= 0 else (0.25 if cuda else 0.0)
 
 
 @dataclass(frozen=True)
@@ -114,6 +137,7 @@ class ExperimentConfig:
     zdac: ZdacConfig = field(default_factory=ZdacConfig)
     zdas: ZdasConfig = field(default_factory=ZdasConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     resume: str = ""  # a run directory to continue from its last checkpoint
@@ -137,9 +161,10 @@ class ExperimentConfig:
                 f"num-supernodes={p.num_partitions}`, or set partition.num_partitions=0 "
                 "(follow the federation)"
             )
-        m = self.server.min_train_nodes
-        if not 0 <= m <= n:
-            raise ConfigError(f"server.min_train_nodes: must be in 0..{n} (0: all), got {m}")
+        for side in ("train", "evaluate"):
+            m = getattr(self.server, f"min_{side}_nodes")
+            if not 0 <= m <= n:
+                raise ConfigError(f"server.min_{side}_nodes: must be in 0..{n} (0: all), got {m}")
         return dataclasses.replace(self, partition=dataclasses.replace(p, num_partitions=n))
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,7 +179,7 @@ def parse_overrides(text: str) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form dotted.key=value")
-        flat[key.strip()] = yaml.safe_load(raw) if raw != "" else ""
+        flat[key.strip()] = _yaml_value(raw)
     try:
         return nest(flat)
     except ValueError as e:
@@ -177,6 +202,13 @@ def load_config(
     tree = read_experiment(experiment, base_dir) if experiment else {}
     extra = parse_overrides(overrides) if isinstance(overrides, str) else overrides
     return validate(_merge(tree, extra))
+
+
+def _yaml_value(raw: str) -> Any:
+    """An override's value typed as YAML types it (``3`` int, ``0.1`` float, ``true``, text)."""
+    import yaml  # only the Python override syntax needs it (the GPU check runs without it)
+
+    return yaml.safe_load(raw) if raw != "" else ""
 
 
 def read_experiment(experiment: str | Path, base_dir: str | Path = ".") -> dict[str, Any]:
@@ -231,8 +263,18 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
     need(cfg.model.name in MODELS, f"model.name: {cfg.model.name!r} not in {tuple(MODELS)}")
     errors += cfg.train.problems("train.") + cfg.fedprox.problems("fedprox.")
     errors += cfg.zdac.problems("zdac.") + cfg.zdas.problems("zdas.")
-    m = cfg.server.min_train_nodes
-    need(m >= 0, f"server.min_train_nodes: must be >= 1, or 0 for every client, got {m}")
+    s = cfg.server
+    for side in ("train", "evaluate"):
+        f, m = getattr(s, f"fraction_{side}"), getattr(s, f"min_{side}_nodes")
+        need(0 < f <= 1, f"server.fraction_{side}: must be in (0, 1], got {f}")
+        need(m >= 0, f"server.min_{side}_nodes: must be >= 1, or 0 (see fraction_{side}), got {m}")
+    sim = cfg.simulation
+    need(sim.client_cpus >= 1, f"simulation.client_cpus: must be >= 1, got {sim.client_cpus}")
+    need(
+        sim.client_gpus >= 0 or sim.client_gpus == -1,
+        f"simulation.client_gpus: must be >= 0, or -1 for automatic, got {sim.client_gpus}",
+    )
+    need(s.evaluate_every >= 1, f"server.evaluate_every: must be >= 1, got {s.evaluate_every}")
     bad = [k for k in cfg.faults.bad_update_kinds.split(",") if k not in BAD_UPDATE_KINDS]
     need(not bad, f"faults.bad_update_kinds: {bad} not in {BAD_UPDATE_KINDS}")
     need(cfg.server.round_timeout > 0, "server.round_timeout: must be > 0 seconds")
@@ -287,13 +329,14 @@ def to_toml(flat: dict[str, Any]) -> str:
     return "".join(f"{k} = {_toml_value(v)}\n" for k, v in flat.items())
 
 
-def run_config_file(experiment: str | Path | None, overrides: str, base_dir: str | Path) -> str:
-    """One TOML run config: the experiment file's keys, then ``overrides`` (which win),
-    validated like the app will validate it."""
+def run_config_file(
+    experiment: str | Path | None, overrides: str, base_dir: str | Path
+) -> tuple[str, ExperimentConfig]:
+    """One TOML run config: the experiment file's keys, then ``overrides`` (which win);
+    returned with the experiment it makes, validated as the app will validate it."""
     tree = read_experiment(experiment, base_dir) if experiment else {}
     tree = _merge(tree, parse_overrides(overrides))
-    validate(tree)
-    return to_toml(flatten(tree))
+    return to_toml(flatten(tree)), validate(tree)
 
 
 def _toml_value(v: Any) -> str:
@@ -304,5 +347,17 @@ def _toml_value(v: Any) -> str:
     return repr(v)
 
 
-if __name__ == "__main__":  # print the run-config table for pyproject.toml
-    sys.stdout.write(pyproject_table())
+def write_pyproject(path: Path) -> None:
+    """Replace ``[tool.flwr.app.config]`` and its sub-tables in ``path`` with the schema's."""
+    text = path.read_text()
+    start = text.index("[tool.flwr.app.config]")
+    end = text.find("\n\n", text.rfind("[tool.flwr.app.config"))  # the last table's end
+    end = len(text) if end < 0 else end + 2
+    path.write_text(text[:start] + pyproject_table() + "\n" + text[end:])
+
+
+if __name__ == "__main__":  # `python -m fedcore.config [--write]`: print or update the table
+    if sys.argv[1:] == ["--write"]:
+        write_pyproject(Path("pyproject.toml"))
+    else:
+        sys.stdout.write(pyproject_table())

@@ -52,6 +52,8 @@ def partition_labels(labels: np.ndarray, cfg: ExperimentConfig) -> list[np.ndarr
     args: dict = {"num_partitions": p.num_partitions, "seed": cfg.partition_seed}
     if p.name in ("dirichlet", "quantity"):
         args |= {"alpha": p.alpha, "min_partition_size": p.min_partition_size}
+    if p.name == "dirichlet":
+        args["self_balancing"] = p.self_balancing
     elif p.name == "pathological":
         args["num_classes_per_partition"] = p.num_classes_per_partition
     elif p.name == "shards":

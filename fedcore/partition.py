@@ -43,10 +43,14 @@ def dirichlet(
     min_partition_size: int = 10,
     seed: int = 0,
     max_tries: int = 100,
+    self_balancing: bool = False,
 ) -> list[np.ndarray]:
     """Per class, split samples across partitions with proportions ~ Dir(alpha).
 
-    Resamples (up to ``max_tries``) until every partition has ``min_partition_size``.
+    Resamples (up to ``max_tries``) until every partition has ``min_partition_size``. With
+    ``self_balancing`` (as in flwr-datasets), a partition already above the average size
+    gets no share of the classes still to be split, which keeps sizes closer (many clients
+    with a small alpha need it).
     """
     _check_common(labels, num_partitions)
     if not alpha > 0:
@@ -58,14 +62,20 @@ def dirichlet(
         )
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
+    average = len(labels) / num_partitions
     for _ in range(max_tries):
         parts: list[list[np.ndarray]] = [[] for _ in range(num_partitions)]
+        sizes = np.zeros(num_partitions)
         for c in classes:
             idx = rng.permutation(np.flatnonzero(labels == c))
             props = rng.dirichlet(np.full(num_partitions, alpha))
+            if self_balancing:
+                props = np.where(sizes > average, 0.0, props)
+                props = props / props.sum()
             cuts = (np.cumsum(props)[:-1] * len(idx)).astype(int)
             for p, chunk in enumerate(np.split(idx, cuts)):
                 parts[p].append(chunk)
+                sizes[p] += len(chunk)
         out = [np.sort(np.concatenate(p)) for p in parts]
         if min(len(p) for p in out) >= min_partition_size:
             return out

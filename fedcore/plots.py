@@ -42,12 +42,14 @@ def plot_accuracy(rows: Sequence[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     r = [row["round"] for row in rows]
     ax.plot(r, [row["global_accuracy"] for row in rows], "o-", label="global test")
-    if rows and "client_acc_mean" in rows[-1]:
-        ax.plot(r, [row.get("client_acc_mean") for row in rows], "s--", label="client mean")
+    evaluated = [row for row in rows if "client_acc_mean" in row]  # rounds with federated eval
+    if evaluated:
+        re = [row["round"] for row in evaluated]
+        ax.plot(re, [row["client_acc_mean"] for row in evaluated], "s--", label="client mean")
         ax.fill_between(
-            r,
-            [row.get("client_acc_worst10") for row in rows],
-            [row.get("client_acc_best10") for row in rows],
+            re,
+            [row["client_acc_worst10"] for row in evaluated],
+            [row["client_acc_best10"] for row in evaluated],
             alpha=0.2,
             label="client worst-10% .. best-10%",
         )

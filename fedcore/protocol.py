@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, MetricRecord, RecordDict
+
+if TYPE_CHECKING:
+    from flwr.app import ArrayRecord, RecordDict
 
 StateDict = dict[str, torch.Tensor]
 
@@ -30,15 +32,24 @@ ZDAC_PREFIX = "zdac."  # ZDAC's settings, flattened
 SHARE_LABEL_COUNTS = "zdas.share-label-counts"  # ZDAS asks clients for their label counts
 # ArrayRecords (server -> client, client -> server)
 SCAFFOLD_C, SCAFFOLD_DC = "scaffold-c", "scaffold-dc"
+ZDAC_BANK = "zdac-bank"  # synthetic samples the server inverted from the global model
 # MetricRecord keys (client -> server)
 NUM_EXAMPLES, PARTITION_ID, NUM_PARTITIONS = "num-examples", "partition-id", "num-partitions"
 LABEL_COUNTS = "label-counts"
 ACCURACY, LOSS = "accuracy", "loss"
 
 
+def _flwr():
+    """Flower's record types, imported on first use: the keys and typed values of this module
+    serve Flower-free code too (the core round loop, the GPU check)."""
+    from flwr.app import ArrayRecord, MetricRecord, RecordDict
+
+    return ArrayRecord, MetricRecord, RecordDict
+
+
 def state_to_record(state: StateDict) -> ArrayRecord:
     """A model state dict as an ArrayRecord (tensors detached, on CPU)."""
-    return ArrayRecord({k: v.detach().cpu() for k, v in state.items()})
+    return _flwr()[0]({k: v.detach().cpu() for k, v in state.items()})
 
 
 def record_to_state(record: ArrayRecord) -> StateDict:
@@ -104,11 +115,12 @@ def encode_train_reply(
     preview: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> RecordDict:
     """The RecordDict of a train reply."""
+    array_record, metric_record, record_dict = _flwr()
     head = {NUM_EXAMPLES: num_examples, PARTITION_ID: partition_id}
-    content = RecordDict({ARRAYS: state_to_record(state), METRICS: MetricRecord(head | metrics)})
+    content = record_dict({ARRAYS: state_to_record(state), METRICS: metric_record(head | metrics)})
     add_arrays(content, arrays)
     if preview is not None:
-        content[PREVIEW] = ArrayRecord({"x": preview[0].cpu(), "y": preview[1].cpu()})
+        content[PREVIEW] = array_record({"x": preview[0].cpu(), "y": preview[1].cpu()})
     return content
 
 
@@ -160,7 +172,8 @@ def encode_eval_reply(reply: EvalReply) -> RecordDict:
         ACCURACY: reply.accuracy,
         LOSS: reply.loss,
     }
-    return RecordDict({METRICS: MetricRecord(m)})
+    _, metric_record, record_dict = _flwr()
+    return record_dict({METRICS: metric_record(m)})
 
 
 def decode_eval_reply(content: RecordDict, max_examples: int) -> EvalReply | str:
@@ -186,7 +199,8 @@ def node_partition(node_config: dict[str, Any]) -> tuple[int, int]:
 def encode_partition(partition_id: int, num_partitions: int) -> RecordDict:
     """The reply to a query: which partition this node holds, out of how many."""
     m = {PARTITION_ID: partition_id, NUM_PARTITIONS: num_partitions}
-    return RecordDict({METRICS: MetricRecord(m)})
+    _, metric_record, record_dict = _flwr()
+    return record_dict({METRICS: metric_record(m)})
 
 
 def decode_partition(content: RecordDict) -> tuple[int, int]:

@@ -1,8 +1,10 @@
 """Amortised inversion: a pool of synthetic samples refined across rounds.
 
 Instead of inverting from noise every round, each side keeps its last samples and refines
-them for ``warm_steps`` against the new model. A pool older than ``max_age`` rounds is
-discarded (stale), and classes the pool lacks start from noise. The pool serialises to and
+them for ``warm_steps`` against the new model. Samples older than ``max_age`` rounds are
+stale, and classes the pool lacks start from noise. A pool is either one model's own
+samples, or a bank keyed by class that any model draws from and refills (so warm starts
+survive client sampling, where the same client rarely comes back). The pool serialises to and
 from plain tensors so a client can keep it in Flower's ``Context.state``.
 """
 
@@ -18,14 +20,21 @@ from inversion.engine import InputSpec, InversionConfig, InversionResult, invert
 
 @dataclass
 class SyntheticPool:
-    """Synthetic inputs ``x`` with labels ``y``, last refined in round ``round``."""
+    """Synthetic inputs ``x`` with labels ``y``; ``rounds[i]`` is the round in which sample
+    ``i`` was last refined. A pool is one side's own samples (``update`` replaces them) or a
+    bank shared across models (``merge`` keeps the newest ``per_class`` of each class)."""
 
     x: torch.Tensor | None = None
     y: torch.Tensor | None = None
-    round: int = -1
+    rounds: torch.Tensor | None = None
 
     def is_empty(self) -> bool:
         return self.y is None or self.y.numel() == 0
+
+    @property
+    def round(self) -> int:
+        """The latest round any sample was refined in (-1 when empty)."""
+        return -1 if self.is_empty() else int(self.rounds.max())  # type: ignore[union-attr]
 
     def init_for(
         self,
@@ -34,17 +43,22 @@ class SyntheticPool:
         server_round: int,
         max_age: int,
         generator: torch.Generator,
+        offset: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Starting inputs for ``labels``: pool samples of the same class where available,
-        N(0, 1) noise elsewhere. Returns the inputs and a boolean mask of the warm ones."""
+        """Starting inputs for ``labels``: pool samples of the same class refined at most
+        ``max_age`` rounds ago where available (from the ``offset``-th on, cycling), N(0, 1)
+        noise elsewhere. Returns the inputs and a boolean mask of the warm ones."""
         init = torch.randn((labels.numel(), *input_shape), generator=generator)
         warm = torch.zeros(labels.numel(), dtype=torch.bool)
-        if self.is_empty() or server_round - self.round > max_age:
+        if self.is_empty():
             return init, warm
-        assert self.x is not None and self.y is not None
+        assert self.x is not None and self.y is not None and self.rounds is not None
+        fresh = server_round - self.rounds <= max_age
         for c in labels.unique().tolist():
             want = torch.nonzero(labels == c).flatten()
-            have = torch.nonzero(self.y == c).flatten()
+            have = torch.nonzero((self.y == c) & fresh).flatten()
+            if len(have) and offset:
+                have = have.roll(-(offset % len(have)))
             k = min(len(want), len(have))
             if k:
                 init[want[:k]] = self.x[have[:k]]
@@ -53,19 +67,40 @@ class SyntheticPool:
 
     def update(self, x: torch.Tensor, y: torch.Tensor, server_round: int) -> None:
         """Replace the pool with freshly refined samples."""
-        self.x, self.y, self.round = x.detach().cpu(), y.detach().cpu().long(), server_round
+        self.x, self.y = x.detach().cpu(), y.detach().cpu().long()
+        self.rounds = torch.full((len(self.y),), server_round, dtype=torch.long)
+
+    def merge(self, x: torch.Tensor, y: torch.Tensor, server_round: int, per_class: int) -> None:
+        """Add freshly refined samples, keeping the newest ``per_class`` of every class."""
+        if self.is_empty():
+            self.update(x, y, server_round)
+            x_all, y_all, r_all = self.x, self.y, self.rounds
+        else:
+            new_r = torch.full((len(y),), server_round, dtype=torch.long)
+            x_all = torch.cat([x.detach().cpu(), self.x])  # type: ignore[list-item]
+            y_all = torch.cat([y.detach().cpu().long(), self.y])  # type: ignore[list-item]
+            r_all = torch.cat([new_r, self.rounds])  # type: ignore[list-item]
+        keep = torch.cat(
+            [torch.nonzero(y_all == c).flatten()[:per_class] for c in y_all.unique().tolist()]
+        )
+        keep = keep.sort().values
+        self.x, self.y, self.rounds = x_all[keep], y_all[keep], r_all[keep]  # type: ignore[index]
 
     def state(self) -> dict[str, torch.Tensor]:
-        """Plain tensors (for Context.state / checkpoints)."""
+        """Plain tensors (for Context.state, messages and checkpoints)."""
         if self.is_empty():
             return {}
-        return {"x": self.x, "y": self.y, "round": torch.tensor(self.round)}  # type: ignore[dict-item]
+        return {"x": self.x, "y": self.y, "rounds": self.rounds}  # type: ignore[dict-item]
 
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor]) -> SyntheticPool:
         if not state:
             return cls()
-        return cls(state["x"], state["y"].long(), int(state["round"]))
+        y = state["y"].long()
+        rounds = (
+            state["rounds"].long() if "rounds" in state else torch.full_like(y, int(state["round"]))
+        )
+        return cls(state["x"], y, rounds)
 
 
 def _merge(parts: list[InversionResult], order: torch.Tensor) -> InversionResult:
@@ -104,16 +139,21 @@ def invert_with_pool(
     student: nn.Module | None = None,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    offset: int = 0,
+    keep_per_class: int = 0,
 ) -> tuple[InversionResult, float]:
     """Invert ``model`` for ``labels`` starting from ``pool`` where it can, then refill it.
 
     Samples that start from the pool get ``cfg.warm_steps``, the others (a first round, a
     stale pool, a class the pool lacks) ``cfg.steps`` from noise; each group is optimised
     separately, so a few new samples never make the whole set pay the cold-start price.
+    A bank shared across models (``keep_per_class`` > 0) merges the new samples instead of
+    being replaced by them, and ``offset`` spreads its users over its samples.
     Returns the result (in the order of ``labels``) and the warm fraction.
     """
     gen = torch.Generator().manual_seed(seed)
-    init, warm = pool.init_for(labels, tuple(spec.input_shape), server_round, max_age, gen)
+    shape = tuple(spec.input_shape)
+    init, warm = pool.init_for(labels, shape, server_round, max_age, gen, offset)
     parts, order = [], []
     for is_warm, steps in ((True, cfg.warm_steps), (False, cfg.steps)):
         idx = torch.nonzero(warm == is_warm).flatten()
@@ -136,5 +176,8 @@ def invert_with_pool(
     if not parts:  # no labels at all: an empty result
         return invert(model, labels, cfg, spec), 0.0
     res = _merge(parts, torch.cat(order))
-    pool.update(res.x, res.y, server_round)
+    if keep_per_class > 0:
+        pool.merge(res.x, res.y, server_round, keep_per_class)
+    else:
+        pool.update(res.x, res.y, server_round)
     return res, float(warm.float().mean())

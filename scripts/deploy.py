@@ -207,7 +207,7 @@ def run(dep: Deployment) -> Path:
             )
         config = dep.workdir / "run-config.toml"
         overrides = f"{dep.run_config} output.dir={dep.run_dir}"
-        config.write_text(run_config_file(dep.experiment or None, overrides, ROOT))
+        config.write_text(run_config_file(dep.experiment or None, overrides, ROOT)[0])
         cmd = [*sl_prefix, str(BIN / "flwr"), "run", ".", "fedzda", "--stream", "-c", str(config)]
         proc = subprocess.run(
             cmd, env=_env(cli_home), cwd=ROOT, capture_output=True, text=True, timeout=dep.timeout

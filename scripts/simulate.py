@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from fedcore.config import ConfigError, run_config_file
 from scripts.proctree import kill_tree
 
@@ -44,7 +46,13 @@ def simulate(
     """`flwr run . --run-config <merged toml>` with ``num_supernodes`` simulated SuperNodes."""
     home.mkdir(parents=True, exist_ok=True)
     run_config = home / "run-config.toml"
-    run_config.write_text(run_config_file(experiment, overrides, ROOT))
+    text, cfg = run_config_file(experiment, overrides, ROOT)
+    run_config.write_text(text)
+    sim = cfg.simulation
+    federation = (
+        f"num-supernodes={num_supernodes} client-resources-num-cpus={sim.client_cpus} "
+        f"client-resources-num-gpus={sim.gpus(torch.cuda.is_available())}"
+    )
     env = dict(os.environ)
     env.update(
         {
@@ -56,7 +64,7 @@ def simulate(
         }
     )
     cmd = [str(BIN / "flwr"), "run", ".", "--stream",
-           "--federation-config", f"num-supernodes={num_supernodes}",
+           "--federation-config", federation,
            "--run-config", str(run_config)]  # fmt: skip
     try:
         return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=capture, text=True,

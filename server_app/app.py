@@ -16,10 +16,11 @@ from fedcore.models import build_model, get_device, num_parameters
 from fedcore.plots import plot_label_mix, save_image_grid
 from fedcore.protocol import SEED, record_to_state, state_to_record
 from fedcore.rundir import RunDir
+from fedcore.sampling import Rounds, Sampling
 from fedcore.training import evaluate
 from server_app.checkpoint import load_checkpoint, save_checkpoint
-from server_app.rounds import discover_federation, run_rounds
-from strategies import AlgorithmStrategy, EvalResult, TrainResult
+from server_app.rounds import RoundOutcome, discover_federation, run_rounds
+from strategies import AlgorithmStrategy, TrainResult
 
 app = ServerApp()
 
@@ -41,9 +42,15 @@ def main(grid: Grid, context: Context) -> None:
     device = get_device()
     names = tuple(n for n, _ in model.named_parameters())
     algorithm = build_algorithm(ServerSetup(cfg, spec, make_model, device, names))
-    strategy = AlgorithmStrategy(
-        algorithm, cfg.num_clients, cfg.server.min_train_nodes, max_examples=len(fed.train)
+    s = cfg.server
+    rounds = Rounds(
+        Sampling(s.fraction_train, s.min_train_nodes),
+        Sampling(s.fraction_evaluate, s.min_evaluate_nodes),
+        s.evaluate_every,
+        cfg.rounds,
+        cfg.seed,
     )
+    strategy = AlgorithmStrategy(algorithm, nodes, rounds, max_examples=len(fed.train))
     start_round = 1
     if cfg.resume:
         run = RunDir(cfg, existing=cfg.resume)
@@ -69,25 +76,26 @@ def main(grid: Grid, context: Context) -> None:
         flush=True,
     )
 
-    def on_round(
-        server_round: int, arrays, seconds: float, train: TrainResult, ev: EvalResult | None
-    ) -> None:
-        state = record_to_state(arrays)
+    def on_round(out: RoundOutcome) -> None:
+        server_round = out.server_round
+        state = record_to_state(out.arrays)
         model.load_state_dict(state)
         central = evaluate(model, fed.test, device=device)
         row = {
             "round": server_round,
             "global_accuracy": central["accuracy"],
             "global_loss": central["loss"],
-            "round_seconds": seconds,
+            "round_seconds": out.seconds,
         }
-        row |= {f"train_{k.replace('-', '_')}": v for k, v in train.metrics.items()}
-        if ev is not None:
-            row |= ev.metrics
-            acc = ev.client_accuracy
+        row |= {f"train_{k.replace('-', '_')}": v for k, v in out.train.metrics.items()}
+        if out.evaluation is not None:
+            row |= out.evaluation.metrics
+            acc = out.evaluation.client_accuracy
             row["client_accuracies"] = [acc.get(i, float("nan")) for i in range(cfg.num_clients)]
+        row["train_partitions"] = out.train_partitions
+        row["eval_partitions"] = out.eval_partitions
         run.log_round(row)
-        save_round_images(run, train, server_round, spec)
+        save_round_images(run, out.train, server_round, spec)
         save_checkpoint(
             run.path,
             round=server_round,

@@ -20,7 +20,10 @@ from fedcore.rundir import atomic_torch_save
 
 CHECKPOINT = "checkpoint.pt"
 # Keys that may differ between the interrupted run and its resumption.
-RESUMABLE_CHANGES = ("resume", "rounds", "faults", "server", "output")
+RESUMABLE_CHANGES = (
+    "resume", "rounds", "faults", "output", "simulation",
+    "server.round_timeout", "server.connect_timeout",
+)  # fmt: skip
 
 
 class CheckpointError(RuntimeError):
@@ -41,7 +44,7 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
-            if not prefix and k in RESUMABLE_CHANGES:
+            if f"{prefix}{k}" in RESUMABLE_CHANGES:
                 continue
             out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
         return out

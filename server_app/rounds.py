@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from logging import INFO
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
@@ -21,7 +22,21 @@ from flwr.supercore import log
 from fedcore.protocol import decode_partition
 from strategies import AlgorithmStrategy, EvalResult, TrainResult
 
-RoundCallback = Callable[[int, ArrayRecord, float, TrainResult, EvalResult | None], None]
+
+@dataclass
+class RoundOutcome:
+    """Everything one round produced, handed to the round callback."""
+
+    server_round: int
+    arrays: ArrayRecord
+    seconds: float
+    train: TrainResult
+    evaluation: EvalResult | None
+    train_partitions: list[int]  # the partitions sampled to train
+    eval_partitions: list[int]  # the partitions sampled for federated evaluation
+
+
+RoundCallback = Callable[[RoundOutcome], None]
 
 
 class FederationError(RuntimeError):
@@ -86,11 +101,8 @@ def run_rounds(
     """Rounds ``start_round..num_rounds``; returns the final global arrays."""
     for rnd in range(start_round, num_rounds + 1):
         t0 = time.perf_counter()
-        replies = grid.send_and_receive(
-            strategy.configure_train(rnd, arrays, ConfigRecord(dict(config)), grid),
-            timeout=timeout,
-        )
-        replies = list(replies)
+        asks = list(strategy.configure_train(rnd, arrays, ConfigRecord(dict(config)), grid))
+        replies = list(grid.send_and_receive(asks, timeout=timeout))
         train = strategy.train_round(rnd, replies)
         if train.arrays is None:
             reasons = {m.error.reason for m in replies if m.has_error()}
@@ -100,10 +112,16 @@ def run_rounds(
                 )
         else:
             arrays = train.arrays
-        eval_replies = grid.send_and_receive(
-            strategy.configure_evaluate(rnd, arrays, ConfigRecord(dict(config)), grid),
-            timeout=timeout,
-        )
-        evaluation = strategy.evaluate_round(rnd, eval_replies)
-        on_round(rnd, arrays, time.perf_counter() - t0, train, evaluation)
+        eval_asks = list(strategy.configure_evaluate(rnd, arrays, ConfigRecord(dict(config)), grid))
+        evaluation = None
+        if eval_asks:
+            replies = grid.send_and_receive(eval_asks, timeout=timeout)
+            evaluation = strategy.evaluate_round(rnd, replies)
+        on_round(
+            RoundOutcome(
+                rnd, arrays, time.perf_counter() - t0, train, evaluation,
+                sorted(strategy.partition_of(m) for m in asks),
+                sorted(strategy.partition_of(m) for m in eval_asks),
+            )
+        )  # fmt: skip
     return arrays

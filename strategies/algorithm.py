@@ -1,7 +1,9 @@
 """One Flower strategy for every algorithm: a thin adapter over :mod:`fedcore.algorithms`.
 
-Built on Flower's message-API ``FedAvg``: sampling and message construction are Flower's.
-Each train message also carries what the algorithm asks of clients; each reply is decoded
+Built on Flower's message-API ``FedAvg`` (its message construction); clients are sampled
+by partition with a seeded draw per round (:mod:`fedcore.sampling`), so a resumed run
+samples what the uninterrupted one did. Each train message also carries what the algorithm
+asks of clients; each reply is decoded
 and checked once (:func:`fedcore.protocol.decode_train_reply`), refused replies are logged
 one line per node and never averaged; the example-weighted average goes through the
 algorithm's server update. Federated evaluation is summarised per client (mean, std,
@@ -18,13 +20,13 @@ from logging import INFO, WARNING
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app.message_type import MessageType
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore import log
 
 from fedcore.algorithms import Algorithm
-from fedcore.algorithms.fedavg import weighted_average
 from fedcore.metrics import fairness_summary
 from fedcore.protocol import (
     EvalReply,
@@ -35,6 +37,8 @@ from fedcore.protocol import (
     record_to_state,
     state_to_record,
 )
+from fedcore.round import aggregate
+from fedcore.sampling import EVALUATE, TRAIN, Rounds, Sampling, sample_partitions
 
 
 @dataclass
@@ -62,42 +66,66 @@ class AlgorithmStrategy(FedAvg):
     ----------
     algorithm : Algorithm
         The server side (see :func:`fedcore.algorithms.build_algorithm`).
-    num_clients : int
-        SuperNodes in the federation; all are sampled each round.
-    min_train_nodes : int
-        Fewest usable training replies a round needs (0: ``num_clients``).
+    partitions : dict[int, int]
+        ``node_id -> partition-id`` of every SuperNode (see ``discover_federation``).
+    rounds : Rounds
+        Sampling and evaluation cadence. A round needs ``rounds.train.minimum`` usable
+        training replies, or every sampled client's when that is 0.
     max_examples : int
         Largest believable ``num-examples`` in a reply.
     """
 
     def __init__(
-        self, algorithm: Algorithm, num_clients: int, min_train_nodes: int = 0,
+        self, algorithm: Algorithm, partitions: dict[int, int], rounds: Rounds,
         max_examples: int = 10**9,
     ) -> None:  # fmt: skip
-        need = min_train_nodes or num_clients
-        super().__init__(
-            fraction_train=1.0,
-            fraction_evaluate=1.0,
-            min_train_nodes=need,
-            min_evaluate_nodes=need,
-            min_available_nodes=need,  # a lost node must not stall the next round
-        )
+        super().__init__(fraction_train=rounds.train.fraction)
         self.algorithm = algorithm
+        self.partitions = dict(partitions)
+        self.rounds = rounds
         self.max_examples = max_examples
         self.global_state: dict[str, torch.Tensor] = {}
+        self.required = 1
+
+    def sample(self, grid: Grid, server_round: int, purpose: int) -> dict[int, int]:
+        """``partition-id -> node_id`` of this round's seeded sample of connected clients."""
+        connected = set(grid.get_node_ids())
+        nodes = {p: n for n, p in self.partitions.items() if n in connected}
+        sampling = self.rounds.train if purpose == TRAIN else self.rounds.evaluate
+        if purpose == EVALUATE and server_round == self.rounds.last_round:
+            sampling = Sampling(1.0)  # the last round scores every client
+        chosen = sample_partitions(list(nodes), sampling, self.rounds.seed, server_round, purpose)
+        return {p: nodes[p] for p in chosen}
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """FedAvg's messages plus what the algorithm sends (config entries, arrays)."""
+        """Messages to this round's sample, with what the algorithm sends (config, arrays)."""
         self.global_state = record_to_state(arrays)
         for k, v in self.algorithm.train_config(server_round).items():
             config[k] = v
-        messages = list(super().configure_train(server_round, arrays, config, grid))
-        extra = self.algorithm.train_arrays(server_round, self.global_state)
-        for msg in messages:
-            add_arrays(msg.content, extra)
-        return messages
+        config["server-round"] = server_round
+        chosen = self.sample(grid, server_round, TRAIN)
+        self.required = self.rounds.train.minimum or len(chosen)
+        log(INFO, "configure_train: sampled partitions %s", sorted(chosen))
+        content = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
+        add_arrays(content, self.algorithm.train_arrays(server_round, self.global_state))
+        return self._construct_messages(content, list(chosen.values()), MessageType.TRAIN)
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Evaluate messages to this round's sample (none between ``evaluate_every`` rounds)."""
+        if not self.rounds.evaluates(server_round):
+            return []
+        config["server-round"] = server_round
+        chosen = self.sample(grid, server_round, EVALUATE)
+        content = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
+        return self._construct_messages(content, list(chosen.values()), MessageType.EVALUATE)
+
+    def partition_of(self, message: Message) -> int:
+        """The partition of a message's destination node."""
+        return self.partitions[message.metadata.dst_node_id]
 
     def _refuse(self, node: int, kind: str, reason: str) -> None:
         log(WARNING, "refused %s reply from node %d: %s", kind, node, reason)
@@ -119,21 +147,17 @@ class AlgorithmStrategy(FedAvg):
                 self._refuse(msg.metadata.src_node_id, "train", reply)
             else:
                 valid.append(reply)
-        if len(valid) < self.min_train_nodes:
+        if len(valid) < self.required:
             log(
                 INFO,
                 "aggregate_train: %d valid replies < minimum %d; keeping the global model",
                 len(valid),
-                self.min_train_nodes,
+                self.required,
             )
             return TrainResult(None)
-        # A fixed order (by partition) keeps the float sums, and so resumed runs, bit-exact.
-        valid.sort(key=lambda r: r.partition_id)
-        weights = [float(r.num_examples) for r in valid]
-        averaged = weighted_average([r.state for r in valid], weights)
-        step = self.algorithm.server_update(server_round, averaged, valid)
-        metrics = _weighted_metrics([r.metrics for r in valid], weights) | step.metrics
+        step, metrics = aggregate(self.algorithm, server_round, valid)
         metrics |= {"replies": len(valid), "refused": refused}
+        valid.sort(key=lambda r: r.partition_id)
         preview = next(((r.partition_id, *r.preview) for r in valid if r.preview), None)
         return TrainResult(state_to_record(step.state), metrics, step.samples, preview)
 
@@ -182,14 +206,3 @@ class AlgorithmStrategy(FedAvg):
 
     def load_state_dict(self, state: dict) -> None:
         self.algorithm.load_state_dict(state)
-
-
-def _weighted_metrics(records: list[dict], weights: list[float]) -> dict[str, float]:
-    """Weighted mean of each scalar metric the replies share."""
-    keys = set.intersection(*(set(r) for r in records))
-    out: dict[str, float] = {}
-    for k in sorted(keys):
-        vals = [r[k] for r in records]
-        if all(isinstance(v, int | float) for v in vals):
-            out[k] = float(np.average(vals, weights=weights))
-    return out

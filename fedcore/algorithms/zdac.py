@@ -1,13 +1,18 @@
 """ZDAC, the client side of Fed-ZDA: invert the received global model into synthetic
 samples that balance this client's class mix, and train on real + synthetic data.
 
-The server sends ZDAC's settings flattened under ``zdac.`` in the train ConfigRecord; each
-client keeps its synthetic pool in its persistent state, so later rounds refine last
-round's samples instead of starting from noise.
+The server sends ZDAC's settings flattened under ``zdac.`` in the train ConfigRecord.
+Warm starts come from one of two places (``zdac.pool``): each client's own pool, kept in its
+persistent state (``client``: right when every client trains every round), or a bank the
+server inverts from the global model once per round and sends with the model as the
+ArrayRecord ``zdac-bank`` (``server``: right under client sampling, where a client comes
+back too rarely for its own pool to be fresh; the upload stays FedAvg's). ``auto`` picks
+``server`` when ``server.fraction_train`` < 1.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +25,13 @@ from fedcore.algorithms.base import (
     ClientHook,
     ClientRound,
     LocalPlan,
+    ServerSetup,
+    ServerStep,
+    StateDict,
     inversion_side_problems,
 )
 from fedcore.data import DataSpec
-from fedcore.protocol import ZDAC_PREFIX
+from fedcore.protocol import ZDAC_BANK, ZDAC_PREFIX, TrainReply
 from fedcore.schema import flatten, from_flat
 from fedcore.training import Synthetic
 from inversion import (
@@ -36,6 +44,7 @@ from inversion import (
 from inversion.allocation import ALLOCATIONS
 
 POOL_KEY = "zdac-pool"  # the client's persistent state key for its synthetic pool
+POOLS = ("auto", "client", "server")
 PREVIEW_PER_CLASS = 2
 
 
@@ -50,6 +59,8 @@ class ZdacConfig:
     kd_weight: float = 0.0  # distillation from the global model on synthetic samples
     kd_temperature: float = 3.0
     pool_max_age: int = 5  # rounds before a pool is stale and inversion restarts from noise
+    pool: str = "auto"  # warm starts from: client (own pool), server (bank), auto
+    bank_per_class: int = 32  # samples per class in the server's bank
     preview_client: int = 0  # this partition sends a few samples for the server's image grid
     inversion: InversionConfig = field(default_factory=InversionConfig)
 
@@ -60,6 +71,8 @@ class ZdacConfig:
                                              f"{ALLOCATIONS}"),
             (self.budget >= 0, f"budget: must be >= 0 (ratio < 1 or a count), got {self.budget}"),
             (self.synthetic_weight >= 0, "synthetic_weight: must be >= 0"),
+            (self.pool in POOLS, f"pool: {self.pool!r} not in {POOLS}"),
+            (self.bank_per_class >= 1, "bank_per_class: must be >= 1"),
         ]  # fmt: skip
         return out + [prefix + msg for ok, msg in checks if not ok]
 
@@ -82,6 +95,7 @@ def zdac_augment(
     *,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    offset: int = 0,
 ) -> ZdacOutcome:
     """Invert ``global_model`` for the allocated classes (warm-started from ``pool``).
 
@@ -94,6 +108,7 @@ def zdac_augment(
         "inv-teacher-acc": 0.0,
         "inv-bn-loss": 0.0,
         "inv-warm-fraction": 0.0,
+        "inv-warm-count": 0.0,
     }
     if server_round < cfg.start_round:
         return ZdacOutcome(None, metrics)
@@ -103,7 +118,7 @@ def zdac_augment(
     labels = torch.from_numpy(labels_for(per_class))
     res, warm = invert_with_pool(
         global_model, labels, cfg.inversion, pool, server_round, cfg.pool_max_age, spec,
-        device=device, seed=seed,
+        device=device, seed=seed, offset=offset,
     )  # fmt: skip
     teacher_logits = None
     if cfg.kd_weight > 0:  # the global model's soft labels for the synthetic samples
@@ -119,6 +134,7 @@ def zdac_augment(
             "inv-teacher-acc": res.teacher_accuracy,
             "inv-bn-loss": res.bn_loss_end,
             "inv-warm-fraction": warm,
+            "inv-warm-count": float(round(warm * len(res.y))),
         }
     )
     syn = Synthetic(
@@ -142,12 +158,14 @@ class ZdacHook(ClientHook):
         self.cfg = cfg
 
     def before(self, rnd: ClientRound, plan: LocalPlan) -> None:
-        pool = SyntheticPool.from_state(rnd.state.get(POOL_KEY, {}))
+        bank = rnd.arrays.get(ZDAC_BANK)
+        own = bank is None  # with the server's bank, nothing is kept on the client
+        pool = SyntheticPool.from_state(rnd.state.get(POOL_KEY, {}) if own else bank)
         out = zdac_augment(
             rnd.model, rnd.label_counts, self.cfg, pool, rnd.server_round, rnd.spec,
-            device=rnd.device, seed=rnd.seed,
+            device=rnd.device, seed=rnd.seed, offset=0 if own else rnd.partition_id,
         )  # fmt: skip
-        if not pool.is_empty():
+        if own and not pool.is_empty():
             rnd.state[POOL_KEY] = pool.state()
         plan.synthetic = out.synthetic
         plan.metrics |= out.metrics
@@ -156,10 +174,47 @@ class ZdacHook(ClientHook):
 
 
 class Zdac(Algorithm):
-    """FedAvg on the server; every train message carries ZDAC's settings."""
+    """FedAvg on the server; every train message carries ZDAC's settings, and with the
+    server's bank the bank's samples, refined against the global model first."""
 
     name = "zdac"
     composes_with_proximal = True
+
+    def __init__(self, setup: ServerSetup) -> None:
+        super().__init__(setup)
+        self.cfg: ZdacConfig = setup.cfg.zdac
+        sampled = setup.cfg.server.fraction_train < 1
+        self.banks = self.cfg.pool == "server" or (self.cfg.pool == "auto" and sampled)
+        self.bank = SyntheticPool()
+        self.bank_metrics: dict[str, float] = {}
+
+    def train_arrays(self, server_round: int, global_state: StateDict) -> dict[str, StateDict]:
+        """The bank, refined against the global model (warm from last round's bank)."""
+        if not self.banks or server_round < self.cfg.start_round:
+            return {}
+        s = self.setup
+        model = s.make_model()
+        model.load_state_dict(global_state)
+        per_class = np.full(s.spec.num_classes, self.cfg.bank_per_class)
+        labels = torch.from_numpy(labels_for(per_class))
+        res, warm = invert_with_pool(
+            model, labels, self.cfg.inversion, self.bank, server_round, self.cfg.pool_max_age,
+            s.spec, device=s.device, seed=s.cfg.seed * 7_919 + server_round,
+        )  # fmt: skip
+        self.bank_metrics = {"zdac-bank-seconds": res.seconds, "zdac-bank-warm-fraction": warm}
+        return {ZDAC_BANK: self.bank.state()}
+
+    def server_update(
+        self, server_round: int, averaged: StateDict, replies: Sequence[TrainReply]
+    ) -> ServerStep:
+        metrics, self.bank_metrics = self.bank_metrics, {}
+        return ServerStep(averaged, metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"bank": self.bank.state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.bank = SyntheticPool.from_state(state["bank"])
 
     @classmethod
     def client_hook(cls, config: dict[str, Any], arrays: dict) -> ClientHook | None:

@@ -2,9 +2,11 @@
 them, and fine-tune the averaged model on the pool (cross-entropy on the inversion labels,
 optionally distillation from the client ensemble weighted per class).
 
-The server keeps one synthetic pool per client (by partition) so each round refines the
-last round's samples; clients share their label counts only when asked
-(``zdas.share-label-counts``).
+Warm starts (``zdas.pool``): one pool per client, refined when that client's next model
+arrives (``client``: right when every client trains every round), or one bank keyed by
+class that every arriving model draws from and refills (``class``: right under client
+sampling); ``auto`` picks ``class`` when ``server.fraction_train`` < 1. Clients share their
+label counts only when asked (``zdas.share-label-counts``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from inversion import InversionConfig, SyntheticPool, invert_with_pool, labels_f
 from inversion.allocation import proportional_counts
 
 StateDict = dict[str, torch.Tensor]
+POOLS = ("auto", "client", "class")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class ZdasConfig:
     kd_temperature: float = 3.0
     update_bn_stats: bool = False  # keep the averaged BN running statistics by default
     pool_max_age: int = 5
+    pool: str = "auto"  # warm starts from: client (a pool per client), class (one bank), auto
+    pool_per_class: int = 64  # samples per class the class bank keeps
     inversion: InversionConfig = field(default_factory=InversionConfig)
 
     def problems(self, prefix: str) -> list[str]:
@@ -63,6 +68,8 @@ class ZdasConfig:
                 f"({self.start_round}), got {self.end_round}",
             ),
             (self.samples_per_client >= 1, "samples_per_client: must be >= 1"),
+            (self.pool in POOLS, f"pool: {self.pool!r} not in {POOLS}"),
+            (self.pool_per_class >= 1, "pool_per_class: must be >= 1"),
             (self.finetune_epochs >= 0, "finetune_epochs: must be >= 0"),
             (self.finetune_lr > 0, "finetune_lr: must be > 0"),
             (self.finetune_batch_size >= 2, "finetune_batch_size: must be >= 2 (BatchNorm)"),
@@ -125,8 +132,13 @@ def zdas_finetune(
     *,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    bank_per_class: int = 0,
 ) -> ZdasOutcome:
-    """Invert each client model (warm-started from ``pools``), then fine-tune ``averaged``."""
+    """Invert each client model (warm-started from ``pools``), then fine-tune ``averaged``.
+
+    ``pools`` holds a pool per client id, or with ``bank_per_class`` > 0 one class bank
+    (key -1) that keeps the newest ``bank_per_class`` samples of each class.
+    """
     t0 = time.perf_counter()
     device = torch.device(device)
     student = make_model()
@@ -140,10 +152,12 @@ def zdas_finetune(
         teacher.to(device).eval()
         labels = torch.from_numpy(labels_for(client_allocation(cfg, spec.num_classes, counts)))
         res, warm = invert_with_pool(
-            teacher, labels, cfg.inversion, pools.setdefault(cid, SyntheticPool()),
+            teacher, labels, cfg.inversion,
+            pools.setdefault(-1 if bank_per_class else cid, SyntheticPool()),
             server_round, cfg.pool_max_age, spec,
             student=student if cfg.inversion.adi > 0 else None, device=device,
-            seed=seed * 7919 + k,
+            seed=seed * 7919 + k, offset=cid if bank_per_class else 0,
+            keep_per_class=bank_per_class,
         )  # fmt: skip
         xs.append(res.x)
         ys.append(res.y)
@@ -204,6 +218,9 @@ class Zdas(Algorithm):
         super().__init__(setup)
         self.cfg: ZdasConfig = setup.cfg.zdas
         self.pools: dict[int, SyntheticPool] = {}
+        sampled = setup.cfg.server.fraction_train < 1
+        shared = self.cfg.pool == "class" or (self.cfg.pool == "auto" and sampled)
+        self.bank_per_class = self.cfg.pool_per_class if shared else 0
 
     @classmethod
     def client_hook(cls, config: dict[str, Any], arrays: dict) -> ClientHook | None:
@@ -222,6 +239,7 @@ class Zdas(Algorithm):
             s.make_model, averaged, [(r.partition_id, r.state, r.label_counts) for r in replies],
             self.cfg, self.pools, server_round, s.spec,
             device=s.device, seed=s.cfg.seed * 100_003 + server_round,
+            bank_per_class=self.bank_per_class,
         )  # fmt: skip
         return ServerStep(out.state, out.metrics, (out.x, out.y))
 

@@ -1,0 +1,172 @@
+"""Scale: FedAvg and ZDA on federations of 10, 100 and 1000 simulated clients, 10 sampled
+per round, through `flwr run .` (Flower's simulation engine), in one invocation.
+
+    .venv/bin/python -m benchmarks.scale            # writes benchmarks/results/scale.json
+
+Fashion-MNIST, Dirichlet α=0.3 (self-balancing, at least 5 samples per client, so that
+1000 clients can be drawn), 5 rounds, 10 clients train per round and 10 are evaluated
+(every client in the last round). Per row:
+
+- ``peak_rss_gb``: the largest sum of resident memory over every process of the run (the
+  `flwr run` CLI, the local SuperLink, the simulation/ServerApp process, Ray and its
+  ClientApp actors), sampled every 0.5 s; shared pages count once per process;
+- ``seconds_per_round``: mean round time over rounds 1..R-1 (round R also scores every
+  client of the federation, which grows with its size by design);
+- ``seconds_to_first_round``: from launching `flwr run` to the start of round 1 (start-up,
+  data, partitioning, the ServerApp asking every SuperNode for its partition);
+- ``warm_fraction``: of all samples inverted from round 3 on, by clients (ZDAC) and by the
+  server (ZDAS), the share that started from a pool instead of noise (null for fedavg).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.fmnist10 import RESULTS
+from scripts.simulate import simulate
+
+KEYS = (
+    "algorithm", "clients", "fraction_train", "rounds", "peak_rss_gb", "seconds_per_round",
+    "seconds_to_first_round", "warm_fraction",
+)  # fmt: skip
+BASE = (
+    "partition.alpha=0.3 partition.self_balancing=true partition.min_partition_size=5 "
+    "partition.client_test_size=200 zdas.use_label_counts=true"
+)
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """``pid -> (parent pid, resident bytes, command line)`` from /proc."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            rss = int((d / "statm").read_text().split()[1]) * PAGE
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        out[int(d.name)] = (ppid, rss, cmd)
+    return out
+
+
+def run_rss(root: int, marker: str) -> int:
+    """Resident bytes of ``root``, every process whose command line holds ``marker`` (the
+    run's Flower home), and all their descendants."""
+    procs = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    todo = [root] + [pid for pid, (_, _, cmd) in procs.items() if marker in cmd]
+    seen: set[int] = set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen or pid not in procs:
+            continue
+        seen.add(pid)
+        todo += children.get(pid, [])
+    return sum(procs[p][1] for p in seen)
+
+
+class Watch(threading.Thread):
+    """Samples the run's memory and notes when its first round row appears."""
+
+    def __init__(self, home: Path, metrics: Path) -> None:
+        super().__init__(daemon=True)
+        self.home, self.metrics = home, metrics
+        self.t0 = time.perf_counter()
+        self.peak = 0
+        self.first_row: float | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        me = os.getpid()
+        while not self.done.wait(0.5):
+            self.peak = max(self.peak, run_rss(me, str(self.home)) - _self_rss())
+            if self.first_row is None and self.metrics.is_file() and self.metrics.stat().st_size:
+                self.first_row = time.perf_counter() - self.t0
+
+
+def _self_rss() -> int:
+    """This benchmark process's own memory (not part of the run)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * PAGE
+
+
+def warm_fraction(rows: list[dict]) -> float | None:
+    """Warm share of every sample inverted from round 3 on (clients and server)."""
+    warm = total = 0.0
+    for r in rows[2:]:
+        warm += r.get("train_inv_warm_count", 0.0)
+        total += r.get("train_syn_count", 0.0)
+        n = r.get("train_zdas_samples", 0.0)
+        warm += r.get("train_zdas_warm_fraction", 0.0) * n
+        total += n
+    return warm / total if total else None
+
+
+def run_one(algorithm: str, clients: int, rounds: int, work: Path) -> dict:
+    """One row: ``algorithm`` on ``clients`` simulated SuperNodes, 10 sampled per round."""
+    shutil.rmtree(work, ignore_errors=True)
+    run_dir = work / "run"
+    fraction = min(1.0, 10 / clients)
+    overrides = (
+        f"algorithm={algorithm} rounds={rounds} {BASE} server.fraction_train={fraction} "
+        f"server.fraction_evaluate={fraction} name=scale-{algorithm}-{clients} "
+        f"output.dir={run_dir}"
+    )
+    watch = Watch(work / "home", run_dir / "metrics.jsonl")
+    watch.start()
+    try:
+        proc = simulate(overrides, clients, work / "home", timeout=3000)
+    finally:
+        watch.done.set()
+        watch.join()
+    (work / "flwr.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0 or not (run_dir / "summary.json").is_file():
+        raise RuntimeError(f"{algorithm} on {clients} clients failed; see {work / 'flwr.log'}")
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    seconds = [r["round_seconds"] for r in rows]
+    first = watch.first_row if watch.first_row is not None else float("nan")
+    return {
+        "algorithm": algorithm,
+        "clients": clients,
+        "fraction_train": fraction,
+        "rounds": len(rows),
+        "peak_rss_gb": round(watch.peak / 2**30, 3),
+        "seconds_per_round": round(sum(seconds[:-1]) / max(len(seconds) - 1, 1), 2),
+        "seconds_to_first_round": round(first - seconds[0], 1),
+        "warm_fraction": None if algorithm == "fedavg" else warm_fraction(rows),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clients", default="10,100,1000")
+    ap.add_argument("--algorithms", default="fedavg,zda")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=RESULTS / "scale.json")
+    a = ap.parse_args()
+    if a.rounds < 3:
+        raise SystemExit("--rounds must be >= 3 (the warm fraction counts rounds 3 on)")
+    rows = []
+    for clients in [int(c) for c in a.clients.split(",")]:
+        for algorithm in a.algorithms.split(","):
+            row = run_one(algorithm, clients, a.rounds, RESULTS / "work" / "scale" / algorithm)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    assert all(tuple(r) == KEYS for r in rows)
+    a.out.write_text(json.dumps({"rows": rows}, indent=1))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""One federated round without any transport: the client update every ClientApp runs, the
+aggregation every strategy runs, and a core round loop over both.
+
+:func:`client_update` and :func:`aggregate` are what the Flower adapters call between
+decoding and encoding records; :func:`run_round` chains them in one process (tests, the GPU
+check), with no Flower installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from fedcore.algorithms import Algorithm, client_hooks
+from fedcore.algorithms.base import ClientRound, LocalPlan, ServerStep
+from fedcore.algorithms.fedavg import weighted_average
+from fedcore.config import ExperimentConfig
+from fedcore.federation import Federation
+from fedcore.models import build_model
+from fedcore.protocol import SEED, SERVER_ROUND, TrainReply, TrainRequest
+from fedcore.training import train_local
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass
+class ClientUpdate:
+    """What one client sends back: its model, weight, metrics, extra arrays, a preview."""
+
+    state: StateDict
+    num_examples: int
+    metrics: dict[str, Any]
+    arrays: dict[str, StateDict]
+    preview: tuple[torch.Tensor, torch.Tensor] | None
+
+
+def client_seed(seed: int, server_round: int, partition_id: int) -> int:
+    """The client's seed for a round (its training shuffles, its inversion noise)."""
+    return (seed * 1_000_003 + server_round) * 1_009 + partition_id
+
+
+def client_update(
+    cfg: ExperimentConfig,
+    fed: Federation,
+    partition_id: int,
+    request: TrainRequest,
+    state: dict[str, StateDict],
+    device: torch.device,
+) -> ClientUpdate:
+    """Train the received model on this client's data with the hooks the request asks for.
+
+    ``state`` is the client's persistent state; hooks read and update it in place.
+    """
+    spec = fed.train.spec
+    model = build_model(cfg.model.name, spec.channels, spec.num_classes)
+    model.load_state_dict(request.state)
+    model.to(device)
+    trainset, _ = fed.client_datasets(partition_id)
+    rnd = ClientRound(
+        server_round=request.server_round,
+        partition_id=partition_id,
+        seed=client_seed(request.seed, request.server_round, partition_id),
+        label_counts=fed.counts[partition_id],
+        spec=spec,
+        train=cfg.train,
+        model=model,
+        arrays=request.arrays,
+        state=state,
+        device=device,
+    )
+    plan = LocalPlan()
+    hooks = client_hooks(request.config, request.arrays)
+    for hook in hooks:
+        hook.before(rnd, plan)
+    stats = train_local(
+        model, trainset, cfg.train, device=device, seed=rnd.seed,
+        regularizer=plan.regularizer(), grad_correction=plan.grad_correction,
+        synthetic=plan.synthetic,
+    )  # fmt: skip
+    for hook in hooks:
+        hook.after(rnd, stats, plan)
+    metrics = {"loss": stats.loss, "seconds": stats.seconds, **plan.metrics}
+    return ClientUpdate(model.state_dict(), stats.num_examples, metrics, plan.arrays, plan.preview)
+
+
+def aggregate(
+    algorithm: Algorithm, server_round: int, replies: Sequence[TrainReply]
+) -> tuple[ServerStep, dict[str, float]]:
+    """FedAvg's example-weighted average, then the algorithm's server update.
+
+    Replies are taken in partition order (fixed float sums: resumed runs stay bit-exact).
+    Returns the step and the round's client metrics (counts summed, the rest averaged).
+    """
+    ordered = sorted(replies, key=lambda r: r.partition_id)
+    weights = [float(r.num_examples) for r in ordered]
+    averaged = weighted_average([r.state for r in ordered], weights)
+    step = algorithm.server_update(server_round, averaged, ordered)
+    return step, weighted_metrics([r.metrics for r in ordered], weights) | step.metrics
+
+
+def weighted_metrics(records: list[dict], weights: list[float]) -> dict[str, float]:
+    """Each scalar metric the replies share: summed for counts (keys ending ``-count``),
+    else the example-weighted mean."""
+    keys = set.intersection(*(set(r) for r in records))
+    out: dict[str, float] = {}
+    for k in sorted(keys):
+        vals = [r[k] for r in records]
+        if all(isinstance(v, int | float) for v in vals):
+            total = k.endswith("-count")
+            out[k] = float(np.sum(vals) if total else np.average(vals, weights=weights))
+    return out
+
+
+def run_round(
+    algorithm: Algorithm,
+    fed: Federation,
+    global_state: StateDict,
+    server_round: int,
+    partitions: Sequence[int],
+    client_states: dict[int, dict[str, StateDict]],
+    device: torch.device,
+) -> tuple[ServerStep, dict[str, float]]:
+    """One round in this process: the sampled ``partitions`` train, the server aggregates."""
+    cfg = algorithm.setup.cfg
+    config = {SERVER_ROUND: server_round, SEED: cfg.seed} | algorithm.train_config(server_round)
+    arrays = algorithm.train_arrays(server_round, global_state)
+    request = TrainRequest(global_state, server_round, cfg.seed, config, arrays)
+    replies = []
+    for pid in partitions:
+        up = client_update(cfg, fed, pid, request, client_states.setdefault(pid, {}), device)
+        state = {k: v.detach().cpu() for k, v in up.state.items()}
+        replies.append(TrainReply(pid, up.num_examples, state, up.metrics, up.arrays, up.preview))
+    return aggregate(algorithm, server_round, replies)
