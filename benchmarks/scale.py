@@ -9,13 +9,18 @@ Fashion-MNIST, Dirichlet α=0.3 (self-balancing, at least 5 samples per client, 
 
 - ``peak_rss_gb``: the largest sum of resident memory over every process of the run (the
   `flwr run` CLI, the local SuperLink, the simulation/ServerApp process, Ray and its
-  ClientApp actors), sampled every 0.5 s; shared pages count once per process;
+  ClientApp actors), sampled every 0.5 s, as proportional set size (a page shared by k
+  processes counts 1/k in each), so the sum is the run's own footprint;
 - ``seconds_per_round``: mean round time over rounds 1..R-1 (round R also scores every
-  client of the federation, which grows with its size by design);
-- ``seconds_to_first_round``: from launching `flwr run` to the start of round 1 (start-up,
-  data, partitioning, the ServerApp asking every SuperNode for its partition);
-- ``warm_fraction``: of all samples inverted from round 3 on, by clients (ZDAC) and by the
-  server (ZDAS), the share that started from a pool instead of noise (null for fedavg).
+  client of the federation, which grows with its size by design); round 1 includes each
+  Ray actor's first load of the data and partitioning;
+- ``seconds_to_first_round``: from launching `flwr run` until round 1 starts (start-up, the
+  ServerApp's data and partitioning, asking every SuperNode for its partition), measured as
+  the time its first metrics row appears minus that round's duration (so it also holds
+  round 1's central evaluation, about a second, and up to 0.5 s of polling);
+- ``warm_fraction``: of all samples inverted from round 3 on — by clients (ZDAC), by the
+  server for ZDAC's bank, and by the server for ZDAS — the share that started from a pool
+  instead of noise (null for fedavg).
 """
 
 from __future__ import annotations
@@ -39,11 +44,18 @@ BASE = (
     "partition.alpha=0.3 partition.self_balancing=true partition.min_partition_size=5 "
     "partition.client_test_size=200 zdas.use_label_counts=true"
 )
-PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _pss(proc: Path) -> int:
+    """Proportional set size of one process in bytes."""
+    for line in (proc / "smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def _processes() -> dict[int, tuple[int, int, str]]:
-    """``pid -> (parent pid, resident bytes, command line)`` from /proc."""
+    """``pid -> (parent pid, proportional resident bytes, command line)`` from /proc."""
     out = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -51,17 +63,16 @@ def _processes() -> dict[int, tuple[int, int, str]]:
         try:
             stat = (d / "stat").read_text()
             ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-            rss = int((d / "statm").read_text().split()[1]) * PAGE
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            out[int(d.name)] = (ppid, _pss(d), cmd)
         except (OSError, ValueError, IndexError):
             continue
-        out[int(d.name)] = (ppid, rss, cmd)
     return out
 
 
 def run_rss(root: int, marker: str) -> int:
-    """Resident bytes of ``root``, every process whose command line holds ``marker`` (the
-    run's Flower home), and all their descendants."""
+    """Memory of ``root``, every process whose command line holds ``marker`` (the run's
+    Flower home), and all their descendants (see ``_processes``)."""
     procs = _processes()
     children: dict[int, list[int]] = {}
     for pid, (ppid, _, _) in procs.items():
@@ -91,14 +102,9 @@ class Watch(threading.Thread):
     def run(self) -> None:
         me = os.getpid()
         while not self.done.wait(0.5):
-            self.peak = max(self.peak, run_rss(me, str(self.home)) - _self_rss())
+            self.peak = max(self.peak, run_rss(me, str(self.home)) - _pss(Path("/proc/self")))
             if self.first_row is None and self.metrics.is_file() and self.metrics.stat().st_size:
                 self.first_row = time.perf_counter() - self.t0
-
-
-def _self_rss() -> int:
-    """This benchmark process's own memory (not part of the run)."""
-    return int(Path("/proc/self/statm").read_text().split()[1]) * PAGE
 
 
 def warm_fraction(rows: list[dict]) -> float | None:
@@ -107,9 +113,10 @@ def warm_fraction(rows: list[dict]) -> float | None:
     for r in rows[2:]:
         warm += r.get("train_inv_warm_count", 0.0)
         total += r.get("train_syn_count", 0.0)
-        n = r.get("train_zdas_samples", 0.0)
-        warm += r.get("train_zdas_warm_fraction", 0.0) * n
-        total += n
+        for side in ("zdas", "zdac_bank"):  # fraction x samples of the server's inversions
+            n = r.get(f"train_{side}_samples", 0.0)
+            warm += r.get(f"train_{side}_warm_fraction", 0.0) * n
+            total += n
     return warm / total if total else None
 
 
@@ -160,7 +167,8 @@ def main() -> None:
     rows = []
     for clients in [int(c) for c in a.clients.split(",")]:
         for algorithm in a.algorithms.split(","):
-            row = run_one(algorithm, clients, a.rounds, RESULTS / "work" / "scale" / algorithm)
+            work = RESULTS / "work" / "scale" / f"{algorithm}-{clients}"
+            row = run_one(algorithm, clients, a.rounds, work)
             print(json.dumps(row), flush=True)
             rows.append(row)
     assert all(tuple(r) == KEYS for r in rows)

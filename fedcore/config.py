@@ -255,6 +255,10 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
         f"{p.num_partitions}",
     )
     need(p.partition_by == "label", "partition.partition_by: only 'label' is supported")
+    need(
+        not p.self_balancing or p.name == "dirichlet",
+        "partition.self_balancing: only for partition.name='dirichlet'",
+    )
     need(p.alpha > 0, f"partition.alpha: must be > 0, got {p.alpha}")
     need(p.min_partition_size >= 0, "partition.min_partition_size: must be >= 0")
     need(p.num_classes_per_partition >= 1, "partition.num_classes_per_partition: must be >= 1")

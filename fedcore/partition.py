@@ -69,9 +69,11 @@ def dirichlet(
         for c in classes:
             idx = rng.permutation(np.flatnonzero(labels == c))
             props = rng.dirichlet(np.full(num_partitions, alpha))
-            if self_balancing:
-                props = np.where(sizes > average, 0.0, props)
-                props = props / props.sum()
+            if self_balancing and (sizes < average).any():
+                props = np.where(sizes >= average, 0.0, props)
+                props = (
+                    props / props.sum() if props.sum() > 0 else np.full_like(props, 1 / len(props))
+                )
             cuts = (np.cumsum(props)[:-1] * len(idx)).astype(int)
             for p, chunk in enumerate(np.split(idx, cuts)):
                 parts[p].append(chunk)

@@ -1,13 +1,14 @@
 """Seeded client sampling: which partitions train and which are evaluated in a round.
 
-A pure function of (seed, round, purpose) and the partitions available, so a resumed run
-samples exactly what the uninterrupted run sampled.
+Each round orders all N partitions by a permutation drawn from (seed, round, purpose) and
+takes the first k that are connected: a resumed run samples exactly what the uninterrupted
+run sampled, and a client that is gone changes only its own slot, not everyone's draw.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,15 +29,20 @@ class Sampling:
 
 
 def sample_partitions(
-    available: Sequence[int], sampling: Sampling, seed: int, server_round: int, purpose: int
+    partitions: Sequence[int],
+    sampling: Sampling,
+    seed: int,
+    server_round: int,
+    purpose: int,
+    connected: Collection[int] | None = None,
 ) -> list[int]:
-    """A seeded sample of ``available`` partition ids (sorted)."""
-    pool = sorted(available)
+    """This round's sample (sorted): the first ``sampling.size(N)`` of a seeded permutation
+    of all ``partitions`` that are ``connected`` (default: all)."""
+    pool = sorted(partitions)
     k = sampling.size(len(pool))
-    if k == len(pool):
-        return pool
-    rng = np.random.default_rng([seed, server_round, purpose])
-    return sorted(rng.choice(pool, size=k, replace=False).tolist())
+    order = np.random.default_rng([seed, server_round, purpose]).permutation(pool)
+    live = [int(p) for p in order if connected is None or p in connected]
+    return sorted(live[:k])
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ CHECKPOINT = "checkpoint.pt"
 # Keys that may differ between the interrupted run and its resumption.
 RESUMABLE_CHANGES = (
     "resume", "rounds", "faults", "output", "simulation",
-    "server.round_timeout", "server.connect_timeout",
+    "server.round_timeout", "server.connect_timeout", "server.fraction_evaluate",
+    "server.min_evaluate_nodes", "server.evaluate_every",
 )  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from flwr.serverapp import Grid
 from flwr.supercore import log
 
 from fedcore.protocol import decode_partition
-from strategies import AlgorithmStrategy, EvalResult, TrainResult
+from strategies import AlgorithmStrategy, EvalResult, FederationError, TrainResult
 
 
 @dataclass
@@ -37,10 +37,6 @@ class RoundOutcome:
 
 
 RoundCallback = Callable[[RoundOutcome], None]
-
-
-class FederationError(RuntimeError):
-    """The federation cannot run (wrong node count, every client failing)."""
 
 
 def discover_federation(grid: Grid, timeout: float, poll: float = 1.0) -> dict[int, int]:

@@ -1,5 +1,5 @@
 """Flower strategies: one thin adapter over the algorithms of :mod:`fedcore.algorithms`."""
 
-from strategies.algorithm import AlgorithmStrategy, EvalResult, TrainResult
+from strategies.algorithm import AlgorithmStrategy, EvalResult, FederationError, TrainResult
 
-__all__ = ["AlgorithmStrategy", "EvalResult", "TrainResult"]
+__all__ = ["AlgorithmStrategy", "EvalResult", "FederationError", "TrainResult"]

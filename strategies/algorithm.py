@@ -29,6 +29,7 @@ from flwr.supercore import log
 from fedcore.algorithms import Algorithm
 from fedcore.metrics import fairness_summary
 from fedcore.protocol import (
+    SERVER_ROUND,
     EvalReply,
     TrainReply,
     add_arrays,
@@ -39,6 +40,10 @@ from fedcore.protocol import (
 )
 from fedcore.round import aggregate
 from fedcore.sampling import EVALUATE, TRAIN, Rounds, Sampling, sample_partitions
+
+
+class FederationError(RuntimeError):
+    """The federation cannot run (wrong node count, no node connected, every client failing)."""
 
 
 @dataclass
@@ -94,7 +99,13 @@ class AlgorithmStrategy(FedAvg):
         sampling = self.rounds.train if purpose == TRAIN else self.rounds.evaluate
         if purpose == EVALUATE and server_round == self.rounds.last_round:
             sampling = Sampling(1.0)  # the last round scores every client
-        chosen = sample_partitions(list(nodes), sampling, self.rounds.seed, server_round, purpose)
+        everyone = list(self.partitions.values())
+        chosen = sample_partitions(
+            everyone, sampling, self.rounds.seed, server_round, purpose, connected=nodes
+        )
+        wanted = sampling.size(len(everyone))
+        if len(chosen) < wanted:
+            log(WARNING, "only %d of the %d sampled clients are connected", len(chosen), wanted)
         return {p: nodes[p] for p in chosen}
 
     def configure_train(
@@ -104,8 +115,10 @@ class AlgorithmStrategy(FedAvg):
         self.global_state = record_to_state(arrays)
         for k, v in self.algorithm.train_config(server_round).items():
             config[k] = v
-        config["server-round"] = server_round
+        config[SERVER_ROUND] = server_round
         chosen = self.sample(grid, server_round, TRAIN)
+        if not chosen:
+            raise FederationError(f"round {server_round}: no SuperNode of the federation is up")
         self.required = self.rounds.train.minimum or len(chosen)
         log(INFO, "configure_train: sampled partitions %s", sorted(chosen))
         content = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
@@ -118,7 +131,7 @@ class AlgorithmStrategy(FedAvg):
         """Evaluate messages to this round's sample (none between ``evaluate_every`` rounds)."""
         if not self.rounds.evaluates(server_round):
             return []
-        config["server-round"] = server_round
+        config[SERVER_ROUND] = server_round
         chosen = self.sample(grid, server_round, EVALUATE)
         content = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
         return self._construct_messages(content, list(chosen.values()), MessageType.EVALUATE)
@@ -142,6 +155,9 @@ class AlgorithmStrategy(FedAvg):
                 if msg.has_error()
                 else decode_train_reply(msg.content, self.global_state, expected, self.max_examples)
             )
+            node = msg.metadata.src_node_id
+            if not isinstance(reply, str) and reply.partition_id != self.partitions.get(node):
+                reply = f"partition-id {reply.partition_id} is not this node's partition"
             if isinstance(reply, str):
                 refused += 1
                 self._refuse(msg.metadata.src_node_id, "train", reply)
@@ -157,7 +173,6 @@ class AlgorithmStrategy(FedAvg):
             return TrainResult(None)
         step, metrics = aggregate(self.algorithm, server_round, valid)
         metrics |= {"replies": len(valid), "refused": refused}
-        valid.sort(key=lambda r: r.partition_id)
         preview = next(((r.partition_id, *r.preview) for r in valid if r.preview), None)
         return TrainResult(state_to_record(step.state), metrics, step.samples, preview)
 

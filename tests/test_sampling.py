@@ -17,6 +17,11 @@ def test_sample_sizes_and_seeded_draws():
     assert draw == sample_partitions(range(99, -1, -1), Sampling(0.1), 3, 5, TRAIN)  # replayable
     assert draw != sample_partitions(range(100), Sampling(0.1), 3, 6, TRAIN)  # per round
     assert draw != sample_partitions(range(100), Sampling(0.1), 3, 5, EVALUATE)  # per purpose
+    gone = draw[0]  # a sampled client is down: the others keep their slots, one more joins
+    without = sample_partitions(
+        range(100), Sampling(0.1), 3, 5, TRAIN, connected=set(range(100)) - {gone}
+    )
+    assert len(without) == 10 and set(draw) - {gone} < set(without) and gone not in without
     rounds = Rounds(evaluate_every=3, last_round=7)
     assert [r for r in range(1, 8) if rounds.evaluates(r)] == [3, 6, 7]
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from fedcore.data import DataSpec
+from fedcore.sampling import Sampling
 from fedcore.training import Regularizer, Synthetic, TrainConfig, TrainStats
 
 if TYPE_CHECKING:
@@ -39,6 +40,14 @@ class ServerSetup:
     make_model: Callable[[], nn.Module]
     device: torch.device
     param_names: tuple[str, ...]
+
+    @property
+    def samples_clients(self) -> bool:
+        """Whether a round trains fewer than all clients (then pools move to the server)."""
+        s = self.cfg.server
+        return Sampling(s.fraction_train, s.min_train_nodes).size(self.cfg.num_clients) < (
+            self.cfg.num_clients
+        )
 
 
 @dataclass

@@ -7,7 +7,7 @@ persistent state (``client``: right when every client trains every round), or a 
 server inverts from the global model once per round and sends with the model as the
 ArrayRecord ``zdac-bank`` (``server``: right under client sampling, where a client comes
 back too rarely for its own pool to be fresh; the upload stays FedAvg's). ``auto`` picks
-``server`` when ``server.fraction_train`` < 1.
+``server`` when a round trains fewer than all clients.
 """
 
 from __future__ import annotations
@@ -183,8 +183,8 @@ class Zdac(Algorithm):
     def __init__(self, setup: ServerSetup) -> None:
         super().__init__(setup)
         self.cfg: ZdacConfig = setup.cfg.zdac
-        sampled = setup.cfg.server.fraction_train < 1
-        self.banks = self.cfg.pool == "server" or (self.cfg.pool == "auto" and sampled)
+        auto = self.cfg.pool == "auto" and setup.samples_clients
+        self.banks = self.cfg.pool == "server" or auto
         self.bank = SyntheticPool()
         self.bank_metrics: dict[str, float] = {}
 
@@ -201,7 +201,11 @@ class Zdac(Algorithm):
             model, labels, self.cfg.inversion, self.bank, server_round, self.cfg.pool_max_age,
             s.spec, device=s.device, seed=s.cfg.seed * 7_919 + server_round,
         )  # fmt: skip
-        self.bank_metrics = {"zdac-bank-seconds": res.seconds, "zdac-bank-warm-fraction": warm}
+        self.bank_metrics = {
+            "zdac-bank-samples": float(len(labels)),
+            "zdac-bank-seconds": res.seconds,
+            "zdac-bank-warm-fraction": warm,
+        }
         return {ZDAC_BANK: self.bank.state()}
 
     def server_update(

@@ -5,7 +5,7 @@ optionally distillation from the client ensemble weighted per class).
 Warm starts (``zdas.pool``): one pool per client, refined when that client's next model
 arrives (``client``: right when every client trains every round), or one bank keyed by
 class that every arriving model draws from and refills (``class``: right under client
-sampling); ``auto`` picks ``class`` when ``server.fraction_train`` < 1. Clients share their
+sampling); ``auto`` picks ``class`` when a round trains fewer than all clients. Clients share their
 label counts only when asked (``zdas.share-label-counts``).
 """
 
@@ -218,8 +218,8 @@ class Zdas(Algorithm):
         super().__init__(setup)
         self.cfg: ZdasConfig = setup.cfg.zdas
         self.pools: dict[int, SyntheticPool] = {}
-        sampled = setup.cfg.server.fraction_train < 1
-        shared = self.cfg.pool == "class" or (self.cfg.pool == "auto" and sampled)
+        auto = self.cfg.pool == "auto" and setup.samples_clients
+        shared = self.cfg.pool == "class" or auto
         self.bank_per_class = self.cfg.pool_per_class if shared else 0
 
     @classmethod
