@@ -120,15 +120,18 @@ def warm_fraction(rows: list[dict]) -> float | None:
     return warm / total if total else None
 
 
-def run_one(algorithm: str, clients: int, rounds: int, work: Path) -> dict:
-    """One row: ``algorithm`` on ``clients`` simulated SuperNodes, 10 sampled per round."""
+def run_one(
+    algorithm: str, clients: int, rounds: int, work: Path, extra: str = ""
+) -> tuple[dict, list[dict]]:
+    """One row (and the run's metric rows): ``algorithm`` on ``clients`` simulated
+    SuperNodes, 10 sampled per round; ``extra`` overrides go last."""
     shutil.rmtree(work, ignore_errors=True)
     run_dir = work / "run"
     fraction = min(1.0, 10 / clients)
     overrides = (
         f"algorithm={algorithm} rounds={rounds} {BASE} server.fraction_train={fraction} "
         f"server.fraction_evaluate={fraction} name=scale-{algorithm}-{clients} "
-        f"output.dir={run_dir}"
+        f"output.dir={run_dir} {extra}"
     )
     watch = Watch(work / "home", run_dir / "metrics.jsonl")
     watch.start()
@@ -152,7 +155,7 @@ def run_one(algorithm: str, clients: int, rounds: int, work: Path) -> dict:
         "seconds_per_round": round(sum(seconds[:-1]) / max(len(seconds) - 1, 1), 2),
         "seconds_to_first_round": round(first - seconds[0], 1),
         "warm_fraction": None if algorithm == "fedavg" else warm_fraction(rows),
-    }
+    }, rows
 
 
 def main() -> None:
@@ -168,7 +171,7 @@ def main() -> None:
     for clients in [int(c) for c in a.clients.split(",")]:
         for algorithm in a.algorithms.split(","):
             work = RESULTS / "work" / "scale" / f"{algorithm}-{clients}"
-            row = run_one(algorithm, clients, a.rounds, work)
+            row, _ = run_one(algorithm, clients, a.rounds, work)
             print(json.dumps(row), flush=True)
             rows.append(row)
     assert all(tuple(r) == KEYS for r in rows)
