@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fedcore.algorithms import ServerSetup, build_algorithm
 from fedcore.config import load_config
 from fedcore.data import load_dataset
 from fedcore.federation import build_federation
 from fedcore.models import build_model
-from fedcore.round import run_round
+from fedcore.round import build_server, run_round
 from fedcore.sampling import TRAIN, Sampling, sample_partitions
 from fedcore.schema import nest
 from fedcore.training import TrainConfig, evaluate, train_local
@@ -84,15 +83,7 @@ def federated(keys: dict, clients: int, device: torch.device) -> dict:
     """A short run through the core round loop on ``device`` (``keys``: dotted config keys)."""
     cfg = load_config(None, nest(keys)).with_clients(clients)
     fed = build_federation(cfg)
-    spec = fed.train.spec
-    torch.manual_seed(cfg.seed)
-
-    def make() -> torch.nn.Module:
-        return build_model(cfg.model.name, spec.channels, spec.num_classes)
-
-    model = make()
-    names = tuple(n for n, _ in model.named_parameters())
-    algo = build_algorithm(ServerSetup(cfg, spec, make, device, names))
+    model, algo = build_server(cfg, fed.train.spec, device)
     sampling = Sampling(cfg.server.fraction_train, cfg.server.min_train_nodes)
     state, client_states, seconds, accuracy = model.state_dict(), {}, [], []
     for rnd in range(1, cfg.rounds + 1):

@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from fedcore.algorithms import Algorithm, client_hooks
+from fedcore.algorithms import Algorithm, ServerSetup, build_algorithm, client_hooks
 from fedcore.algorithms.base import ClientRound, LocalPlan, ServerStep
 from fedcore.algorithms.fedavg import weighted_average
 from fedcore.config import ExperimentConfig
+from fedcore.data import DataSpec
 from fedcore.federation import Federation
 from fedcore.models import build_model
 from fedcore.protocol import SEED, SERVER_ROUND, TrainReply, TrainRequest
@@ -36,6 +38,20 @@ class ClientUpdate:
     metrics: dict[str, Any]
     arrays: dict[str, StateDict]
     preview: tuple[torch.Tensor, torch.Tensor] | None
+
+
+def build_server(
+    cfg: ExperimentConfig, spec: DataSpec, device: torch.device
+) -> tuple[nn.Module, Algorithm]:
+    """The seeded initial global model and the server side of ``cfg.algorithm``."""
+    torch.manual_seed(cfg.seed)
+
+    def make_model() -> nn.Module:
+        return build_model(cfg.model.name, spec.channels, spec.num_classes)
+
+    model = make_model()
+    names = tuple(n for n, _ in model.named_parameters())
+    return model, build_algorithm(ServerSetup(cfg, spec, make_model, device, names))
 
 
 def client_seed(seed: int, server_round: int, partition_id: int) -> int:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import time
 
-import torch
 from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from fedcore.algorithms import ServerSetup, build_algorithm
 from fedcore.config import experiment_config
 from fedcore.data import DataSpec
 from fedcore.federation import build_federation
-from fedcore.models import build_model, get_device, num_parameters
+from fedcore.models import get_device, num_parameters
 from fedcore.plots import plot_label_mix, save_image_grid
 from fedcore.protocol import SEED, record_to_state, state_to_record
+from fedcore.round import build_server
 from fedcore.rundir import RunDir
 from fedcore.sampling import Rounds, Sampling
 from fedcore.training import evaluate
@@ -33,15 +32,8 @@ def main(grid: Grid, context: Context) -> None:
     cfg = base.with_clients(len(nodes))
     fed = build_federation(cfg)  # impossible partitions fail here, before round 1
     spec = fed.train.spec
-    torch.manual_seed(cfg.seed)
-
-    def make_model() -> torch.nn.Module:
-        return build_model(cfg.model.name, spec.channels, spec.num_classes)
-
-    model = make_model()
     device = get_device()
-    names = tuple(n for n, _ in model.named_parameters())
-    algorithm = build_algorithm(ServerSetup(cfg, spec, make_model, device, names))
+    model, algorithm = build_server(cfg, spec, device)
     s = cfg.server
     rounds = Rounds(
         Sampling(s.fraction_train, s.min_train_nodes),

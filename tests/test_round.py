@@ -3,12 +3,10 @@ class-keyed banks on the server and nothing on the clients."""
 
 import torch
 
-from fedcore.algorithms import ServerSetup, build_algorithm
 from fedcore.algorithms.zdac import POOL_KEY
 from fedcore.config import load_config
 from fedcore.federation import build_federation
-from fedcore.models import build_model
-from fedcore.round import run_round
+from fedcore.round import build_server, run_round
 from fedcore.sampling import TRAIN, Sampling, sample_partitions
 from fedcore.training import evaluate
 
@@ -23,15 +21,7 @@ SMALL = (
 def _setup(overrides: str, clients: int):
     cfg = load_config(None, overrides).with_clients(clients)
     fed = build_federation(cfg)
-    spec = fed.train.spec
-    torch.manual_seed(cfg.seed)
-
-    def make():
-        return build_model("cnn", spec.channels, spec.num_classes)
-
-    model = make()
-    names = tuple(n for n, _ in model.named_parameters())
-    algo = build_algorithm(ServerSetup(cfg, spec, make, torch.device("cpu"), names))
+    model, algo = build_server(cfg, fed.train.spec, torch.device("cpu"))
     return cfg, fed, model, algo
 
 
