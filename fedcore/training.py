@@ -78,8 +78,14 @@ class Objective:
 
 @dataclass
 class Synthetic:
-    """Synthetic inputs with labels, mixed into local training with weight ``weight``;
-    with ``teacher_logits`` their loss also includes ``kd_weight`` times distillation."""
+    """Synthetic inputs with labels for a client update; with ``teacher_logits`` their loss
+    also includes ``kd_weight`` times distillation.
+
+    Shuffled in (``paired_batch_size`` 0): each synthetic sample's cross-entropy weighs
+    ``weight`` and each real sample's ``real_weight``. Paired: every real batch is trained
+    together with the next ``paired_batch_size`` synthetic samples (cycled), and the step's
+    loss is ``real_weight * loss(real batch) + weight * loss(synthetic batch)``.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
@@ -87,6 +93,27 @@ class Synthetic:
     teacher_logits: torch.Tensor | None = None
     kd_weight: float = 0.0
     temperature: float = 1.0
+    real_weight: float = 1.0
+    paired_batch_size: int = 0
+
+
+@dataclass
+class Paired:
+    """A second sample set drawn alongside every batch of :func:`sgd_train`'s main data."""
+
+    data: Samples
+    batch_size: int
+    weight: float = 1.0
+    main_weight: float = 1.0
+    objective: Objective = Objective()
+
+    def batches(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        """Index batches of ``batch_size``, reshuffled each time the set is used up."""
+        n = self.data.y.shape[0]
+        while True:
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, max(n - self.batch_size + 1, 1), self.batch_size):
+                yield order[start : start + self.batch_size]
 
 
 Regularizer = Callable[[nn.Module], torch.Tensor]
@@ -141,12 +168,14 @@ def sgd_train(
     regularizer: Regularizer | None = None,
     grad_correction: list[torch.Tensor] | None = None,
     bn_train: bool = True,
+    paired: Paired | None = None,
 ) -> TrainStats:
     """Train ``model`` in place: ``cfg.local_epochs`` shuffled passes of SGD over ``data``.
 
     ``regularizer(model)`` is added to every batch loss; ``grad_correction`` (one tensor per
     parameter) to every gradient. With ``bn_train`` off, BatchNorm normalises with its
-    running statistics (eval mode) and leaves them unchanged.
+    running statistics (eval mode) and leaves them unchanged. With ``paired``, each batch is
+    forwarded together with a batch of ``paired.data`` and the two losses are weighted.
     """
     t0 = time.perf_counter()
     device = torch.device(device)
@@ -156,14 +185,25 @@ def sgd_train(
     )
     corr = [c.to(device) for c in grad_correction] if grad_correction is not None else None
     gen = torch.Generator().manual_seed(seed)
+    extra = paired.batches(torch.Generator().manual_seed(seed + 1)) if paired else None
     total, steps = 0.0, 0
     for _ in range(cfg.local_epochs):
         for xb, yb, idx in iterate_batches(data.x, data.y, cfg.batch_size, gen):
             if yb.shape[0] < 2:  # BatchNorm cannot train on a single sample
                 continue
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            logits = model(xb)
-            loss = _batch_loss(logits, yb, idx, data, objective)
+            if paired is None or extra is None:
+                logits = model(xb)
+                loss = _batch_loss(logits, yb, idx, data, objective)
+            else:
+                pidx = next(extra)
+                px = paired.data.x[pidx].to(device, non_blocking=True)
+                py = paired.data.y[pidx].to(device, non_blocking=True)
+                both = model(torch.cat([xb, px]))
+                n = yb.shape[0]
+                loss = paired.main_weight * _batch_loss(
+                    both[:n], yb, idx, data, objective
+                ) + paired.weight * _batch_loss(both[n:], py, pidx, paired.data, paired.objective)
             if regularizer is not None:
                 loss = loss + regularizer(model)
             opt.zero_grad(set_to_none=True)
@@ -194,12 +234,23 @@ def train_local(
     n_real = int(y.shape[0])
     data = Samples(x, y, torch.ones(n_real))
     objective = Objective()
-    if synthetic is not None and synthetic.y.numel() > 0:
+    paired = None
+    if synthetic is not None and synthetic.y.numel() > 0 and synthetic.paired_batch_size > 0:
+        s = synthetic
+        syn = Samples(s.x.detach().to(x.dtype).cpu(), s.y.long().cpu(), None, s.teacher_logits)
+        kd = s.kd_weight if s.teacher_logits is not None else 0.0
+        paired = Paired(
+            syn, s.paired_batch_size, s.weight, s.real_weight, Objective(1.0, kd, s.temperature)
+        )
+        data = Samples(x, y)
+    elif synthetic is not None and synthetic.y.numel() > 0:
         n_syn = synthetic.y.numel()
         data = Samples(
             torch.cat([x, synthetic.x.detach().to(x.dtype).cpu()]),
             torch.cat([y, synthetic.y.long().cpu()]),
-            torch.cat([data.weights, torch.full((n_syn,), synthetic.weight)]),
+            torch.cat(
+                [data.weights * synthetic.real_weight, torch.full((n_syn,), synthetic.weight)]
+            ),
         )
         if synthetic.teacher_logits is not None and synthetic.kd_weight > 0:
             data.teacher_logits = torch.cat(
@@ -209,7 +260,7 @@ def train_local(
             objective = Objective(1.0, synthetic.kd_weight, synthetic.temperature)
     stats = sgd_train(
         model, data, cfg, objective, device=device, seed=seed,
-        regularizer=regularizer, grad_correction=grad_correction,
+        regularizer=regularizer, grad_correction=grad_correction, paired=paired,
     )  # fmt: skip
     return replace(stats, num_examples=n_real)
 

@@ -45,6 +45,7 @@ from inversion.allocation import ALLOCATIONS
 
 POOL_KEY = "zdac-pool"  # the client's persistent state key for its synthetic pool
 POOLS = ("auto", "client", "server")
+WEIGHTINGS = ("fixed", "missing-mass")
 PREVIEW_PER_CLASS = 2
 
 
@@ -55,7 +56,9 @@ class ZdacConfig:
     start_round: int = 2  # a random model inverts to nothing useful
     allocation: str = "complement"
     budget: float = 0.1  # ratio of local data if < 1, else a sample count
-    synthetic_weight: float = 1.0
+    synthetic_weight: float = 1.0  # with weighting=fixed; real samples weigh 1
+    weighting: str = "fixed"  # or missing-mass: synthetic share = deficit / (N + deficit)
+    paired_batch_size: int = 0  # >0: every real batch trains with this many synthetic samples
     kd_weight: float = 0.0  # distillation from the global model on synthetic samples
     kd_temperature: float = 3.0
     pool_max_age: int = 5  # rounds before a pool is stale and inversion restarts from noise
@@ -71,6 +74,8 @@ class ZdacConfig:
                                              f"{ALLOCATIONS}"),
             (self.budget >= 0, f"budget: must be >= 0 (ratio < 1 or a count), got {self.budget}"),
             (self.synthetic_weight >= 0, "synthetic_weight: must be >= 0"),
+            (self.weighting in WEIGHTINGS, f"weighting: {self.weighting!r} not in {WEIGHTINGS}"),
+            (self.paired_batch_size >= 0, "paired_batch_size: must be >= 0 (0: shuffled in)"),
             (self.pool in POOLS, f"pool: {self.pool!r} not in {POOLS}"),
             (self.bank_per_class >= 1, "bank_per_class: must be >= 1"),
         ]  # fmt: skip
@@ -83,6 +88,27 @@ class ZdacOutcome:
 
     synthetic: Synthetic | None
     metrics: dict[str, float]
+
+
+def loss_weights(
+    cfg: ZdacConfig, label_counts: np.ndarray, num_synthetic: int
+) -> tuple[float, float]:
+    """``(real, synthetic)`` loss weights.
+
+    ``fixed``: 1 and ``synthetic_weight``. ``missing-mass``: the synthetic share of the loss is
+    the client's missing mass ``a = D / (N + D)``, ``D = sum_c (max count - count_c)`` (near 1
+    for a client holding one class, 0 for a balanced one). Paired batches weigh the two batch
+    losses ``1 - a`` and ``a``; shuffled in, per-sample weights give the same shares.
+    """
+    if cfg.weighting == "fixed":
+        return 1.0, cfg.synthetic_weight
+    counts = np.asarray(label_counts, dtype=float)
+    n, deficit = counts.sum(), float((counts.max() - counts).sum())
+    a = deficit / (n + deficit) if n + deficit > 0 else 0.0
+    if cfg.paired_batch_size > 0 or num_synthetic == 0:
+        return 1.0 - a, a
+    total = n + num_synthetic
+    return (1.0 - a) * total / max(n, 1.0), a * total / num_synthetic
 
 
 def zdac_augment(
@@ -109,6 +135,7 @@ def zdac_augment(
         "inv-bn-loss": 0.0,
         "inv-warm-fraction": 0.0,
         "inv-warm-count": 0.0,
+        "syn-weight": 0.0,
     }
     if server_round < cfg.start_round:
         return ZdacOutcome(None, metrics)
@@ -137,9 +164,12 @@ def zdac_augment(
             "inv-warm-count": float(round(warm * len(res.y))),
         }
     )
+    real_w, syn_w = loss_weights(cfg, label_counts, len(res.y))
+    metrics["syn-weight"] = syn_w
     syn = Synthetic(
-        res.x, res.y, cfg.synthetic_weight, teacher_logits, cfg.kd_weight, cfg.kd_temperature
-    )
+        res.x, res.y, syn_w, teacher_logits, cfg.kd_weight, cfg.kd_temperature,
+        real_weight=real_w, paired_batch_size=cfg.paired_batch_size,
+    )  # fmt: skip
     return ZdacOutcome(syn, metrics)
 
 
