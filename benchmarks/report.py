@@ -1,4 +1,4 @@
-"""Build fmnist10.json, fmnist10.md and plots from the finished benchmark cells."""
+"""Build a yardstick's NAME.json, NAME.md and plots from its finished benchmark cells."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.matrix import Target, Yardstick
 from fedcore.plots import plt
 
 ROW_KEYS = (
@@ -76,53 +77,17 @@ def _fmt(values: list, pct: bool = True) -> str:
     return f"{np.mean(vals) * scale:.1f} ± {np.std(vals) * scale:.1f}"
 
 
-TARGETS = (  # (label, partition, key, threshold) for zda's final-round rows
-    ("α=0.5 final accuracy ≥ 0.91", "dir0.5", "final_accuracy", 0.91),
-    ("α=0.1 final accuracy ≥ 0.905", "dir0.1", "final_accuracy", 0.905),
-    ("#C=2 final accuracy ≥ 0.88", "c2", "final_accuracy", 0.88),
-    ("#C=1 final accuracy ≥ 0.75", "c1", "final_accuracy", 0.75),
-)
-CELL_COMMAND = (
-    ".venv/bin/python -m benchmarks.fmnist10 --algorithms ALG --partitions PART --seeds SEED"
-)
-
-
-def _mean(rows: list[dict], alg: str, part: str, key: str) -> float | None:
-    vals = [r[key] for r in rows if r["algorithm"] == alg and r["partition"] == part]
-    vals = [v for v in vals if v is not None]
-    return float(np.mean(vals)) if vals else None
-
-
-def targets(rows: list[dict], speed: dict | None) -> list[str]:
-    """The issue's targets, each met or missed by how much (mean over the seeds run)."""
+def targets(found: list[Target]) -> list[str]:
+    """The issue's targets as a table, each met or missed by how much."""
     lines = ["| target | measured | verdict |", "|---|---|---|"]
-
-    def add(label: str, value: float | None, threshold: float | None, higher: bool) -> None:
+    for label, value, threshold, higher in found:
         if value is None or threshold is None:
             lines.append(f"| {label} | – | not run yet |")
-            return
+            continue
         gap = value - threshold if higher else threshold - value
         verdict = "met" if gap >= 0 else f"missed by {abs(gap):.3f}"
-        lines.append(f"| {label} | {value:.3f} | {verdict} |")
-
-    for label, part, key, thr in TARGETS:
-        add(f"zda {label}", _mean(rows, "zda", part, key), thr, True)
-    fa_std = _mean(rows, "fedavg", "dir0.1", "client_acc_std")
-    add(
-        "zda α=0.1 client std ≤ 0.5 × FedAvg's",
-        _mean(rows, "zda", "dir0.1", "client_acc_std"),
-        None if fa_std is None else 0.5 * fa_std,
-        False,
-    )
-    add(
-        "zda α=0.1 worst-10% ≥ FedAvg's client mean",
-        _mean(rows, "zda", "dir0.1", "client_acc_worst10"),
-        _mean(rows, "fedavg", "dir0.1", "client_acc_mean"),
-        True,
-    )
-    sp = speed or {}
-    add("zda_to_fedavg_round_ratio ≤ 1.5", sp.get("zda_to_fedavg_round_ratio"), 1.5, False)
-    add("inversion_to_train_ratio ≥ 0.85", sp.get("inversion_to_train_ratio"), 0.85, True)
+        lines.append(f"| {label} | {value:.3f} (needs {'≥' if higher else '≤'} "
+                     f"{threshold:.3f}) | {verdict} |")  # fmt: skip
     return lines
 
 
@@ -163,6 +128,7 @@ def _codes(per_seed: list[str]) -> str:
 
 
 def markdown(
+    yard: Yardstick,
     rows: list[dict],
     yardstick: dict,
     missing: list[str],
@@ -175,12 +141,13 @@ def markdown(
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[(r["partition"], r["algorithm"])].append(r)
-    lines = ["# FMNIST-10 results", "", "Yardstick:", ""]
+    lines = [f"# {yard.title} results", "", "Yardstick:", ""]
     lines += [f"- {k}: {json.dumps(v) if isinstance(v, dict) else v}" for k, v in yardstick.items()]
     lines += [
         "",
         "Accuracies in %; `±` is the std over seeds where a cell has several seeds. "
-        "`client std` and `worst-10%` are over the 10 clients' own test sets (final round). "
+        f"`client std` and `worst-10%` are over the {yard.clients} clients' own test sets "
+        "(final round). "
         "`code` is the commit each cell ran from, one per seed in the `seeds` order where "
         "they differ (`+`: with uncommitted changes, listed in the "
         "cell's file; `?`: not recorded, the cell predates that record).",
@@ -205,25 +172,21 @@ def markdown(
         )
     if missing:
         lines += ["", f"Not run yet ({len(missing)} cells): " + ", ".join(missing)]
+    cmd = f".venv/bin/python -m benchmarks.{yard.name}"
     lines += [
         "",
-        f"Reproduce one cell (delete its `benchmarks/results/cells/ALG-PART-sSEED.json` first): "
-        f"`{CELL_COMMAND}`; centralized: `--algorithms centralized`. Every missing cell: "
-        "`.venv/bin/python -m benchmarks.fmnist10` (finished cells are skipped).",
-        "",
-        "## Speed and distillation quality (`benchmarks/results/speed.json`)",
-        "",
+        f"Reproduce one cell (delete its `benchmarks/results/{yard.cell_dir}/ALG-PART-sSEED.json` "
+        f"first): `{cmd} --algorithms ALG --partitions PART --seeds SEED`; centralized: "
+        f"`--algorithms centralized`. Every missing cell: `{cmd}` (finished cells are skipped).",
     ]
-    if speed:
-        lines += speed_lines(speed)
-        lines += ["", "Reproduce: `.venv/bin/python -m benchmarks.speed`."]
-    else:
-        lines += ["Not run yet: `.venv/bin/python -m benchmarks.speed`."]
-    lines += ["", "## Targets", "", *targets(rows, speed)]
+    if speed is not None:
+        lines += ["", "## Speed and distillation quality (`benchmarks/results/speed.json`)", ""]
+        lines += [*speed_lines(speed), "", "Reproduce: `.venv/bin/python -m benchmarks.speed`."]
+    lines += ["", "## Targets", "", *targets(yard.targets(rows, speed))]
     return "\n".join(lines) + "\n"
 
 
-def plots(rows: list[dict], out: Path) -> None:
+def plots(yard: Yardstick, rows: list[dict], out: Path) -> None:
     """Accuracy vs round per partition, and per-client spread (std) per method."""
     parts = [p for p in PART_ORDER[:-1] if any(r["partition"] == p for r in rows)]
     if not parts:
@@ -252,7 +215,7 @@ def plots(rows: list[dict], out: Path) -> None:
     axes[0][0].set_ylabel("global test accuracy")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "fmnist10_accuracy.png", dpi=110)
+    fig.savefig(out / f"{yard.name}_accuracy.png", dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -272,43 +235,45 @@ def plots(rows: list[dict], out: Path) -> None:
     ax.set_ylabel("per-client accuracy std (final)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "fmnist10_client_spread.png", dpi=110)
+    fig.savefig(out / f"{yard.name}_client_spread.png", dpi=110)
     plt.close(fig)
 
 
-README_START, README_END = "<!-- FMNIST10:START -->", "<!-- FMNIST10:END -->"
-
-
-def update_readme(readme: Path, table_md: str, command: str) -> bool:
-    """Replace the README block between the FMNIST10 markers with the generated table."""
+def update_readme(readme: Path, yard: Yardstick, table_md: str) -> bool:
+    """Replace the README block between the yardstick's markers with the generated table."""
+    marker = yard.name.upper()
+    begin, end = f"<!-- {marker}:START -->", f"<!-- {marker}:END -->"
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
+    if begin not in text or end not in text:
         return False
-    body = table_md.split("\n", 2)[2]  # drop the "# FMNIST-10 results" heading
+    body = table_md.split("\n", 2)[2]  # drop the "# ... results" heading
     body = body.replace("\n## ", "\n#### ")  # its sections nest under the README's ###
-    block = f"{README_START}\nGenerated by `{command}` from `benchmarks/results/`.\n\n{body}"
-    head, rest = text.split(README_START, 1)
-    readme.write_text(head + block + README_END + rest.split(README_END, 1)[1])
+    command = f"python -m benchmarks.{yard.name} --report"
+    block = f"{begin}\nGenerated by `{command}` from `benchmarks/results/`.\n\n{body}"
+    head, rest = text.split(begin, 1)
+    readme.write_text(head + block + end + rest.split(end, 1)[1])
     return True
 
 
 def write_report(
+    yard: Yardstick,
     cell_dir: Path,
     out: Path,
     yardstick: dict,
     expected: list[str] | None = None,
     readme: Path | None = None,
 ) -> list[dict]:
-    """Write fmnist10.json / fmnist10.md / plots into ``out``; return the rows."""
+    """Write NAME.json / NAME.md / plots into ``out``; return the rows."""
     rows = load_rows(cell_dir)
     done = {cell_id(r) for r in rows}
     missing = [c for c in (expected or []) if c not in done]
-    (out / "fmnist10.json").write_text(json.dumps({"yardstick": yardstick, "rows": rows}, indent=2))
-    speed_file = out / "speed.json"
-    speed = json.loads(speed_file.read_text()) if speed_file.is_file() else None
-    table = markdown(rows, yardstick, missing, load_code_versions(cell_dir), speed)
-    (out / "fmnist10.md").write_text(table)
-    plots(rows, out)
+    doc = {"yardstick": yardstick, "rows": rows}
+    (out / f"{yard.name}.json").write_text(json.dumps(doc, indent=2))
+    speed_file = out / yard.speed_file if yard.speed_file else None
+    speed = json.loads(speed_file.read_text()) if speed_file and speed_file.is_file() else None
+    table = markdown(yard, rows, yardstick, missing, load_code_versions(cell_dir), speed)
+    (out / f"{yard.name}.md").write_text(table)
+    plots(yard, rows, out)
     if readme is not None:
-        update_readme(readme, table, "python -m benchmarks.fmnist10 --report")
+        update_readme(readme, yard, table)
     return rows

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.fmnist10 import targets as fmnist10_targets
+from benchmarks.fmnist100 import targets as fmnist100_targets
 from benchmarks.report import ROW_KEYS, rounds_to_reach, targets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,13 +29,26 @@ def test_targets_say_met_or_by_how_much_missed():
         row("zda", "dir0.1", 0.91, 0.04, 0.80, 0.90),
         row("zda", "c1", 0.70, 0.20, 0.30, 0.70),
     ]
-    text = "\n".join(targets(rows, {"inversion_to_train_ratio": 0.9}))
-    assert "| zda α=0.1 final accuracy ≥ 0.905 | 0.910 | met |" in text
-    assert "| zda #C=1 final accuracy ≥ 0.75 | 0.700 | missed by 0.050 |" in text
-    assert "client std ≤ 0.5 × FedAvg's | 0.040 | met |" in text
-    assert "worst-10% ≥ FedAvg's client mean | 0.800 | missed by 0.060 |" in text
+    text = "\n".join(targets(fmnist10_targets(rows, {"inversion_to_train_ratio": 0.9})))
+    assert "| zda α=0.1 final accuracy ≥ 0.905 | 0.910 (needs ≥ 0.905) | met |" in text
+    assert "| zda #C=1 final accuracy ≥ 0.75 | 0.700 (needs ≥ 0.750) | missed by 0.050 |" in text
+    assert "client std ≤ 0.5 × FedAvg's | 0.040 (needs ≤ 0.050) | met |" in text
+    assert "worst-10% ≥ FedAvg's client mean | 0.800 (needs ≥ 0.860) | missed by 0.060 |" in text
     assert "| zda α=0.5 final accuracy ≥ 0.91 | – | not run yet |" in text
-    assert "| inversion_to_train_ratio ≥ 0.85 | 0.900 | met |" in text
+    assert "| inversion_to_train_ratio ≥ 0.85 | 0.900 (needs ≥ 0.850) | met |" in text
+
+    for r in rows:
+        r["seed"], r["seconds_per_round"] = 0, 10.0 if r["algorithm"] == "fedavg" else 16.0
+    text = "\n".join(targets(fmnist100_targets(rows, None)))
+    assert (
+        "α=0.1 final accuracy ≥ FedAvg's + 0.05 | 0.910 (needs ≥ 0.920) | missed by 0.010" in text
+    )
+    assert "α=0.1 worst-10% ≥ FedAvg's + 0.10 | 0.800 (needs ≥ 0.800) | met" in text
+    assert "α=0.1 client std ≤ 0.6 × FedAvg's | 0.040 (needs ≤ 0.060) | met" in text
+    assert "#C=2 final accuracy ≥ FedAvg's + 0.05 | – | not run yet" in text
+    assert (
+        "round_ratio ≤ 1.5 (cold rounds included) | 1.600 (needs ≤ 1.500) | missed by 0.100" in text
+    )
 
 
 @pytest.mark.e2e
@@ -60,6 +75,7 @@ def test_quick_matrix_runs_resumes_and_reports(tmp_path):
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.stdout.count("skip ") == 3 and "run " not in again.stdout
     report = json.loads((tmp_path / "fmnist10.json").read_text())
+    assert report["yardstick"]["clients"] == 10
     assert report["yardstick"]["rounds"] == 2 and len(report["rows"]) == 3
     for row in report["rows"]:
         assert tuple(row) == ROW_KEYS

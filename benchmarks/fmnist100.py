@@ -1,0 +1,103 @@
+"""The FMNIST-100 yardstick (cross-device): 100 clients, 10 sampled per round.
+
+Fashion-MNIST (60k/10k), 100 clients, 10 sampled per round (a seeded permutation per round),
+5 local epochs, batch 32, SGD lr 0.01 momentum 0.9, the BatchNorm CNN, 50 rounds;
+partitions Dirichlet 0.1 and #C=2; methods fedavg, fedprox, scaffold, zdac, zdas, zda,
+plus centralized training (each round 5 epochs over a fresh random 10 % of the union: a
+FedAvg round's sample-steps); seeds 0, 1, 2 for fedavg and zda, seed 0 for the rest.
+Federated evaluation samples 10 clients every 5 rounds and every client in the last round.
+Cells are saved in ``benchmarks/results/cells100/``.
+
+    .venv/bin/python -m benchmarks.fmnist100 [--algorithms fedavg,zda] [--partitions c2]
+    .venv/bin/python -m benchmarks.fmnist100 --report
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.matrix import Target, Yardstick, main, mean_of
+
+
+def round_ratio(rows: list[dict]) -> float | None:
+    """ZDA's seconds per round over FedAvg's (cold rounds included), mean over the cells
+    that have both (same partition and seed)."""
+    fedavg = {(r["partition"], r["seed"]): r for r in rows if r["algorithm"] == "fedavg"}
+    ratios = [
+        r["seconds_per_round"] / fedavg[(r["partition"], r["seed"])]["seconds_per_round"]
+        for r in rows
+        if r["algorithm"] == "zda" and (r["partition"], r["seed"]) in fedavg
+    ]
+    return float(np.mean(ratios)) if ratios else None
+
+
+def targets(rows: list[dict], speed: dict | None) -> list[Target]:
+    """The method issue's FMNIST-100 targets (means over the seeds run)."""
+
+    def plus(alg: str, part: str, key: str, delta: float, scale: float = 1.0) -> float | None:
+        v = mean_of(rows, alg, part, key)
+        return None if v is None else v * scale + delta
+
+    return [
+        (
+            "zda α=0.1 final accuracy ≥ FedAvg's + 0.05",
+            mean_of(rows, "zda", "dir0.1"),
+            plus("fedavg", "dir0.1", "final_accuracy", 0.05),
+            True,
+        ),
+        (
+            "zda α=0.1 worst-10% ≥ FedAvg's + 0.10",
+            mean_of(rows, "zda", "dir0.1", "client_acc_worst10"),
+            plus("fedavg", "dir0.1", "client_acc_worst10", 0.10),
+            True,
+        ),
+        (
+            "zda α=0.1 client std ≤ 0.6 × FedAvg's",
+            mean_of(rows, "zda", "dir0.1", "client_acc_std"),
+            plus("fedavg", "dir0.1", "client_acc_std", 0.0, 0.6),
+            False,
+        ),
+        (
+            "zda #C=2 final accuracy ≥ FedAvg's + 0.05",
+            mean_of(rows, "zda", "c2"),
+            plus("fedavg", "c2", "final_accuracy", 0.05),
+            True,
+        ),
+        ("zda_to_fedavg_round_ratio ≤ 1.5 (cold rounds included)", round_ratio(rows), 1.5, False),
+    ]
+
+
+FMNIST100 = Yardstick(
+    name="fmnist100",
+    title="FMNIST-100",
+    clients=100,
+    rounds=50,
+    partitions=("dir0.1", "c2"),
+    federation=(
+        "train.local_epochs=5 server.fraction_train=0.1 server.fraction_evaluate=0.1 "
+        "server.evaluate_every=5"
+    ),
+    method_overrides="fedprox.mu=0.01 zdas.use_label_counts=true",
+    extra_seeds=(("fedavg", "zda"), ("dir0.1", "c2"), (1, 2)),
+    describe={
+        "dataset": "fashion-mnist (60000 train / 10000 test)",
+        "clients": 100,
+        "participation": "10 sampled per round; federated evaluation of 10 every 5 rounds, "
+        "of all 100 in the last round",
+        "model": "cnn (BatchNorm)",
+        "optimizer": "SGD lr 0.01 momentum 0.9, batch 32, 5 local epochs",
+        "seed": 0,
+        "extra_seeds": {
+            "algorithms": ["fedavg", "zda"],
+            "partitions": ["dir0.1", "c2"],
+            "seeds": [1, 2],
+        },
+    },
+    cell_dir="cells100",
+    targets=targets,
+    central_fraction=0.1,
+    central_epochs=5,
+)
+
+if __name__ == "__main__":
+    main(FMNIST100, __doc__)
