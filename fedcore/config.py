@@ -175,11 +175,18 @@ class ExperimentConfig:
 def parse_overrides(text: str) -> dict[str, Any]:
     """``"a.b=1 c=fedprox"`` -> nested dict with YAML-typed values."""
     flat: dict[str, Any] = {}
-    for item in shlex.split(text or ""):
+    try:
+        items = shlex.split(text or "")
+    except ValueError as e:  # an unclosed quote
+        raise ConfigError(f"overrides {text!r}: {e}") from e
+    for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form dotted.key=value")
-        flat[key.strip()] = _yaml_value(raw)
+        try:
+            flat[key.strip()] = _yaml_value(raw)
+        except Exception as e:  # any YAML error (yaml is imported lazily, so no narrower type)
+            raise ConfigError(f"override {item!r}: the value cannot be read: {e}") from e
     try:
         return nest(flat)
     except ValueError as e:
@@ -205,9 +212,12 @@ def load_config(
 
 
 def _yaml_value(raw: str) -> Any:
-    """An override's value typed as YAML types it (``3`` int, ``0.1`` float, ``true``, text)."""
+    """An override's value typed as YAML types it (``3`` int, ``0.1`` float, ``true``, text);
+    ``nan``/``inf``/``-inf`` are floats, as in TOML, so that they are refused as numbers."""
     import yaml  # only the Python override syntax needs it (the GPU check runs without it)
 
+    if raw.strip().lower() in ("nan", "inf", "+inf", "-inf"):
+        return float(raw)
     return yaml.safe_load(raw) if raw != "" else ""
 
 
@@ -224,11 +234,10 @@ def read_experiment(experiment: str | Path, base_dir: str | Path = ".") -> dict[
 
 
 def validate(tree: dict[str, Any]) -> ExperimentConfig:
-    """Build and check an :class:`ExperimentConfig`; raise one error listing all problems."""
+    """Build and check an :class:`ExperimentConfig`; raise one error listing all problems
+    (unknown keys and wrong types, then the values of every well-typed key)."""
     errors: list[str] = []
     cfg: ExperimentConfig = build(ExperimentConfig, tree, "", errors)
-    if errors:
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
 
     def need(ok: bool, msg: str) -> None:
         if not ok:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -152,14 +153,14 @@ def _read_idx(path: Path, hint: str) -> np.ndarray:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise DatasetError(f"cannot read {path}: {e}. {hint}") from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DatasetError(f"{path} is not an unsigned-byte IDX file (bad magic). {hint}")
     ndim = raw[3]
     header = 4 + 4 * ndim
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    if len(raw) != header + int(np.prod(dims)):
+    if len(raw) < header or len(raw) != header + int(np.prod(dims)):
         raise DatasetError(f"{path} is truncated: header says {dims}. {hint}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
@@ -218,29 +219,67 @@ def load_cifar10_dir(directory: str | Path) -> Splits:
 
 
 # ----------------------------------------------------------------------------- NPZ
+def _npz_problem(x: np.ndarray, y: np.ndarray) -> str:
+    """What is wrong with an npz's arrays (empty string: nothing)."""
+    if x.dtype.kind not in "iuf":
+        return f"x has dtype {x.dtype}, not numbers"
+    if y.dtype.kind not in "iu":
+        return f"y has dtype {y.dtype}; labels must be integers"
+    if y.min() < 0:
+        return f"y holds negative labels (min {int(y.min())})"
+    if x.dtype.kind == "f":
+        if not np.isfinite(x).all():
+            return f"x holds {int((~np.isfinite(x)).sum())} NaN or infinite values"
+        if x.min() < 0 or x.max() > 1:
+            return f"float x must lie in [0, 1], found [{x.min():.3g}, {x.max():.3g}]"
+    elif x.min() < 0 or x.max() > 255:
+        return f"integer x must lie in 0..255, found {int(x.min())}..{int(x.max())}"
+    return ""
+
+
 def load_npz(train_path: str | Path, test_path: str | Path) -> Splits:
     """Read two ``.npz`` files holding ``x`` (N,H,W or N,C,H,W; uint8 or [0,1] floats) and ``y``."""
 
     def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
-        hint = "Each .npz must hold arrays 'x' (N,H,W or N,C,H,W) and 'y' (N,)."
+        hint = (
+            "Each .npz must hold 'x' (N,H,W or N,C,H,W: uint8 0..255 or floats in [0, 1]) "
+            "and 'y' (N integer labels >= 0), N >= 1."
+        )
         if not path.is_file():
             raise DatasetError(f"missing file {path}. {hint}")
         try:
             with np.load(path) as z:
                 x, y = z["x"], z["y"]
-        except (KeyError, ValueError, OSError) as e:
+        except (KeyError, ValueError, OSError, EOFError, zlib.error) as e:
             raise DatasetError(f"cannot read {path}: {e}. {hint}") from e
+        except AttributeError as e:  # a plain .npy: np.load returns an array, not an archive
+            raise DatasetError(f"{path} is not an .npz archive. {hint}") from e
         if x.ndim == 3:
             x = x[:, None]
-        if x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
-            raise DatasetError(f"{path}: x {x.shape} / y {y.shape} are not N images + N labels")
+        if x.ndim != 4 or y.ndim != 1 or len(x) != len(y) or len(y) == 0:
+            raise DatasetError(
+                f"{path}: x {x.shape} / y {y.shape} are not N images + N labels. {hint}"
+            )
+        problem = _npz_problem(x, y)
+        if problem:
+            raise DatasetError(f"{path}: {problem}. {hint}")
         if x.dtype != np.uint8:
-            x = np.clip(np.rint(x.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
-        return x, y.astype(np.int64)
+            x = np.rint(x.astype(np.float64) * (1.0 if x.dtype.kind in "iu" else 255.0))
+        return x.astype(np.uint8), y.astype(np.int64)
 
     xtr, ytr = read(Path(train_path))
     xte, yte = read(Path(test_path))
-    n_cls = int(max(ytr.max(), yte.max())) + 1
+    if xtr.shape[1:] != xte.shape[1:]:
+        raise DatasetError(
+            f"{test_path}: test images are {xte.shape[1:]} but train images {xtr.shape[1:]} "
+            f"({train_path}); both splits need the same C,H,W"
+        )
+    if yte.max() > ytr.max():
+        raise DatasetError(
+            f"{test_path}: test label {int(yte.max())} is not a class of the train split "
+            f"(labels 0..{int(ytr.max())} in {train_path})"
+        )
+    n_cls = int(ytr.max()) + 1
     return _normalise(xtr, xte, tuple(map(str, range(n_cls))), ytr, yte)
 
 

@@ -8,13 +8,17 @@ run config and the train ConfigRecord both carry flat dotted keys).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
 
+_INVALID = object()  # a value of the wrong type: reported, and the field keeps its default
+
 
 def _check_type(value: Any, hint: Any, key: str, errors: list[str]) -> Any:
-    """Coerce/verify one scalar against its type hint; record a message on mismatch."""
+    """Coerce/verify one scalar against its type hint; on a mismatch record a message and
+    return ``_INVALID``. Floats must be finite (NaN and infinities pass no range check)."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
@@ -24,9 +28,13 @@ def _check_type(value: Any, hint: Any, key: str, errors: list[str]) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint in (int, float, str, bool) and (
-        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
+        not isinstance(value, hint) or (hint in (int, float) and isinstance(value, bool))
     ):
         errors.append(f"{key}: expected {hint.__name__}, got {value!r}")
+        return _INVALID
+    if hint is float and not math.isfinite(value):
+        errors.append(f"{key}: must be a finite number, got {value!r}")
+        return _INVALID
     return value
 
 
@@ -39,7 +47,8 @@ def build(cls: type, data: Any, prefix: str, errors: list[str]) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     for k in data:
         if k not in names:
-            errors.append(f"{prefix}{k}: unknown key (known: {', '.join(sorted(names))})")
+            shown = k if isinstance(k, str) and k.isidentifier() else repr(k)
+            errors.append(f"{prefix}{shown}: unknown key (known: {', '.join(sorted(names))})")
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
@@ -48,7 +57,9 @@ def build(cls: type, data: Any, prefix: str, errors: list[str]) -> Any:
         if dataclasses.is_dataclass(hint):
             kwargs[f.name] = build(hint, data[f.name], f"{prefix}{f.name}.", errors)
         else:
-            kwargs[f.name] = _check_type(data[f.name], hint, prefix + f.name, errors)
+            value = _check_type(data[f.name], hint, prefix + f.name, errors)
+            if value is not _INVALID:
+                kwargs[f.name] = value
     return cls(**kwargs)
 
 
