@@ -8,12 +8,15 @@ both are merged into one run-config file, checked here first, and passed with
 
 The function :func:`simulate` gives the tests and benchmarks a private local SuperLink
 (its own Flower home, free ports, no run-time `uv sync`), stopped with everything it
-spawned when the run ends.
+spawned when the run ends. `flwr run --stream` exits 0 whatever became of the run, so the
+run's final status is read back from the SuperLink (`flwr ls`): anything but
+``finished:completed`` (a crashed ServerApp, a failed round) makes the exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -67,10 +70,33 @@ def simulate(
            "--federation-config", federation,
            "--run-config", str(run_config)]  # fmt: skip
     try:
-        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=capture, text=True,
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=capture, text=True,
                               timeout=timeout)  # fmt: skip
+        status = run_status(env) if proc.returncode == 0 else None
     finally:
         kill_tree(f"flower-superlink.*{home}/")
+    if proc.returncode == 0 and status != "finished:completed":
+        ended = status or "unknown (flwr ls listed no run)"
+        msg = f"fedzda: the run ended as {ended}; see the log above"
+        if capture:
+            proc.stderr = (proc.stderr or "") + msg + "\n"
+        else:
+            print(msg, file=sys.stderr)
+        proc.returncode = 1
+    return proc
+
+
+def run_status(env: dict[str, str]) -> str | None:
+    """The newest run's status on the local SuperLink (e.g. ``finished:completed``)."""
+    out = subprocess.run([str(BIN / "flwr"), "ls", "--format", "json"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    try:
+        runs = json.loads(out.stdout)["runs"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not runs:
+        return None
+    return max(runs, key=lambda r: r.get("pending-at", ""))["status"]
 
 
 def main() -> None:

@@ -2,10 +2,16 @@
 
 import csv
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
+from scripts.simulate import simulate
 from tests.conftest import flwr_run
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.e2e
 
@@ -75,3 +81,27 @@ def test_zda_simulation_inverts_on_both_sides(tmp_path):
     images = sorted(p.name for p in (run / "images").iterdir())
     assert "round001_server.png" in images and "round002_server.png" in images
     assert any(name.startswith("round002_client0") for name in images)
+
+
+def test_a_failed_run_exits_non_zero(tmp_path):
+    """`flwr run --stream` exits 0 whatever the run did; the wrappers read the run's status."""
+    proc = simulate("rounds=1 data.path=/nonexistent/fmnist", 2, tmp_path / "home", timeout=240)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "the run ended as finished:failed" in proc.stderr
+    assert "/nonexistent/fmnist" in proc.stdout + proc.stderr  # the cause is in the log
+
+
+def test_bad_configuration_stops_the_command_before_flower(tmp_path):
+    proc = subprocess.run(
+        ["bash", "scripts/run.sh", "rounds=0", "train.lr=nan", "bogus=1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "NUM_SUPERNODES": "2"},
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "invalid configuration:",
+        "  - bogus: unknown key (known: " + proc.stderr.split("known: ", 1)[1].split("\n")[0],
+        "  - train.lr: must be a finite number, got nan",
+        "  - rounds: must be >= 1, got 0",
+    ]
+    assert "Traceback" not in proc.stdout + proc.stderr
