@@ -8,9 +8,13 @@ state lives in Flower's ``Context.state``.
 
 from __future__ import annotations
 
+import time
+from logging import INFO
+
 import torch
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
+from flwr.common.logger import log
 
 from fedcore.config import ExperimentConfig, experiment_config
 from fedcore.faults import corrupt_update, kind_for_round
@@ -52,6 +56,11 @@ def train(msg: Message, context: Context) -> Message:
     """Train the received global model on the local partition and send it back."""
     cfg, pid, fed = _setup(context)
     req = decode_train_request(msg.content)
+    if pid == cfg.faults.hang_partition:  # fault injection (tests): provably no reply
+        log(INFO, "fedzda: partition %d hangs in round %d (faults.hang_partition)", pid,
+            req.server_round)  # fmt: skip
+        while True:
+            time.sleep(1.0)
     state = {k: record_to_state(v) for k, v in context.state.array_records.items()}
     up = client_update(cfg, fed, pid, req, state, get_device())
     for key, value in state.items():

@@ -111,6 +111,7 @@ class FaultsConfig:
     bad_update_partition: int = -1  # -1: none
     bad_update_kinds: str = "nan"  # comma-separated, cycled one per round
     stop_after_round: int = 0  # end the ServerApp after this round (a simulated crash; 0: off)
+    hang_partition: int = -1  # this partition's ClientApp never replies to a train message
 
 
 @dataclass(frozen=True)

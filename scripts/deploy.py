@@ -47,7 +47,8 @@ class Deployment:
     workdir: Path
     superlink_address: str = "127.0.0.1"  # where SuperNodes and the CLI reach the SuperLink
     bind: str = "127.0.0.1"
-    port: int = 9092
+    port: int = 9092  # the SuperLink's port; 0: a free one, chosen when the run starts
+    supernode_port: int = 9094  # SuperNode i's ClientApp API port is this + i; 0: free ports
     insecure: bool = False
     supernode_hosts: list[str] = field(default_factory=list)
     launcher: str = ""  # e.g. "ssh {host}" or "ip netns exec {host}"
@@ -56,6 +57,15 @@ class Deployment:
     experiment: str = ""  # an experiment TOML file (optional)
     timeout: float = 1800.0
     procs: list[subprocess.Popen] = field(default_factory=list)
+    supernode_ports: list[int] = field(default_factory=list)  # resolved by choose_ports
+
+    def choose_ports(self) -> None:
+        """Resolve port 0 to free ports (on this host's loopback) and each SuperNode's port."""
+        if self.port == 0:
+            self.port = free_port()
+        base = self.supernode_port
+        self.supernode_ports = [free_port() if base == 0 else base + i
+                                for i in range(self.num_supernodes)]  # fmt: skip
 
     @property
     def run_dir(self) -> Path:
@@ -64,6 +74,13 @@ class Deployment:
     @property
     def address(self) -> str:
         return f"{self.superlink_address}:{self.port}"
+
+
+def free_port() -> int:
+    """A port nothing listens on now (tests use these instead of fixed numbers)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -156,7 +173,7 @@ def supernode_command(dep: Deployment, i: int, ca: Path | None, key: Path | None
         f"partition-id={i} num-partitions={dep.num_supernodes}",
         # each SuperNode's local ClientApp API needs its own port on a shared host
         "--port",
-        str(9094 + i),
+        str(dep.supernode_ports[i]),
     ]
     if ca is None:
         return [*cmd, "--insecure"]
@@ -166,6 +183,7 @@ def supernode_command(dep: Deployment, i: int, ca: Path | None, key: Path | None
 def run(dep: Deployment) -> Path:
     """Start everything, run the app, return the run directory; always stop what started."""
     dep.workdir.mkdir(parents=True, exist_ok=True)
+    dep.choose_ports()
     logs = dep.workdir / "logs"
     logs.mkdir(exist_ok=True)
     hosts = dep.supernode_hosts or ["localhost"] * dep.num_supernodes

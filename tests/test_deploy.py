@@ -41,7 +41,8 @@ def test_commands_default_to_tls_and_node_auth(tmp_path):
 
 
 def test_loopback_deployment_with_tls_and_auth(tmp_path):
-    dep = Deployment(num_supernodes=3, workdir=tmp_path, port=29192, run_config=TINY, timeout=500)
+    dep = Deployment(num_supernodes=3, workdir=tmp_path, port=0, supernode_port=0,
+                     run_config=TINY, timeout=500)  # fmt: skip
     run_dir = run(dep)
     _check_run(run_dir)
     assert (tmp_path / "certs" / "ca.crt").is_file()
@@ -108,7 +109,8 @@ def test_netns_deployment_three_hosts(tmp_path, netns_hosts):
         workdir=tmp_path,
         superlink_address=addrs[0],
         bind=addrs[0],
-        port=29292,
+        port=0,
+        supernode_port=0,
         supernode_hosts=names[1:],
         launcher="ip netns exec {host}",
         superlink_launcher=f"ip netns exec {names[0]}",
@@ -117,4 +119,4 @@ def test_netns_deployment_three_hosts(tmp_path, netns_hosts):
     )
     _check_run(run(dep))
     log = (tmp_path / "logs" / "superlink.log").read_text()
-    assert f"https://{addrs[0]}:29292" in log
+    assert f"https://{addrs[0]}:{dep.port}" in log

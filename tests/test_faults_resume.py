@@ -54,9 +54,10 @@ def test_killed_supernode_round_finishes_with_remaining_replies(tmp_path):
     dep = Deployment(
         num_supernodes=3,
         workdir=tmp_path,
-        port=29392,
+        port=0,
+        supernode_port=0,
         timeout=500,
-        run_config=f"rounds=2 {TINY} server.min_train_nodes=2 name=kill",
+        run_config=f"rounds=2 {TINY} server.min_train_nodes=2 name=kill faults.hang_partition=2",
     )
     result: dict = {}
 
@@ -70,8 +71,8 @@ def test_killed_supernode_round_finishes_with_remaining_replies(tmp_path):
     t.start()
     log = tmp_path / "logs" / "supernode-2.log"
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:  # kill SuperNode 2 once round 1 reached it
-        if log.is_file() and "Receiving: train message" in log.read_text():
+    while time.monotonic() < deadline:  # kill SuperNode 2 while it provably has not replied
+        if log.is_file() and "partition 2 hangs in round 1" in log.read_text():
             break
         time.sleep(0.5)
     else:
