@@ -173,7 +173,7 @@ def supernode_command(dep: Deployment, i: int, ca: Path | None, key: Path | None
         f"partition-id={i} num-partitions={dep.num_supernodes}",
         # each SuperNode's local ClientApp API needs its own port on a shared host
         "--port",
-        str(dep.supernode_ports[i]),
+        str(dep.supernode_ports[i] if dep.supernode_ports else dep.supernode_port + i),
     ]
     if ca is None:
         return [*cmd, "--insecure"]
