@@ -13,7 +13,7 @@ back too rarely for its own pool to be fresh; the upload stays FedAvg's). ``auto
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,7 @@ class ZdacConfig:
     pool_max_age: int = 5  # rounds before a pool is stale and inversion restarts from noise
     pool: str = "auto"  # warm starts from: client (own pool), server (bank), auto
     bank_per_class: int = 32  # samples per class in the server's bank
+    refine_bank: bool = True  # clients refine the bank's samples (the server already did)
     preview_client: int = 0  # this partition sends a few samples for the server's image grid
     inversion: InversionConfig = field(default_factory=InversionConfig)
 
@@ -191,8 +192,11 @@ class ZdacHook(ClientHook):
         bank = rnd.arrays.get(ZDAC_BANK)
         own = bank is None  # with the server's bank, nothing is kept on the client
         pool = SyntheticPool.from_state(rnd.state.get(POOL_KEY, {}) if own else bank)
+        cfg = self.cfg
+        if not own and not cfg.refine_bank:  # refined against this very model on the server
+            cfg = replace(cfg, inversion=replace(cfg.inversion, warm_steps=0))
         out = zdac_augment(
-            rnd.model, rnd.label_counts, self.cfg, pool, rnd.server_round, rnd.spec,
+            rnd.model, rnd.label_counts, cfg, pool, rnd.server_round, rnd.spec,
             device=rnd.device, seed=rnd.seed, offset=0 if own else rnd.partition_id,
         )  # fmt: skip
         if own and not pool.is_empty():
