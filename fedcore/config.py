@@ -120,6 +120,7 @@ class OutputConfig:
 
     root: str = "runs"
     dir: str = ""
+    leakage: bool = False  # ZDAS: how close synthetic samples come to each client's images
 
 
 @dataclass(frozen=True)

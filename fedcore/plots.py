@@ -110,3 +110,28 @@ def save_image_grid(
     fig.tight_layout(pad=0.2)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_pairs(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray, float]],
+    mean: Sequence[float],
+    std: Sequence[float],
+    path: Path,
+) -> None:
+    """Two rows: synthetic samples (top) above their nearest real image (bottom), with SSIM."""
+    if not pairs:
+        return
+    fig, axes = plt.subplots(2, len(pairs), figsize=(len(pairs) * 1.0, 2.3), squeeze=False)
+    m = np.asarray(mean).reshape(-1, 1, 1)
+    s = np.asarray(std).reshape(-1, 1, 1)
+    for j, (syn, real, score) in enumerate(pairs):
+        for row, x in enumerate((syn, real)):
+            im = np.clip(np.asarray(x) * s + m, 0, 1).transpose(1, 2, 0)
+            ax = axes[row, j]
+            ax.axis("off")
+            ax.imshow(im.squeeze(-1) if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=1)
+        axes[0, j].set_title(f"SSIM {score:.2f}", fontsize=6)
+    fig.suptitle("synthetic (top) and the nearest real image of its client (bottom)", fontsize=7)
+    fig.tight_layout(pad=0.2)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -90,6 +90,11 @@ class RunDir:
         p.write_text(json.dumps(obj, indent=2, default=str))
         return p
 
+    def append_jsonl(self, name: str, obj: dict[str, Any]) -> None:
+        """Append one JSON line to ``name`` inside the run directory."""
+        with open(self.path / name, "a") as f:
+            f.write(json.dumps({k: _jsonable(v) for k, v in obj.items()}, default=str) + "\n")
+
     def restore_rows(self, rows: list[dict[str, Any]]) -> None:
         """Reset the metrics to ``rows`` (a checkpoint's), rewriting metrics.jsonl."""
         self.rows = list(rows)

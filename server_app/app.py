@@ -9,9 +9,10 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedcore.config import experiment_config
 from fedcore.data import DataSpec
-from fedcore.federation import build_federation
+from fedcore.federation import Federation, build_federation
+from fedcore.leakage import round_report
 from fedcore.models import get_device, num_parameters
-from fedcore.plots import plot_label_mix, save_image_grid
+from fedcore.plots import plot_label_mix, save_image_grid, save_pairs
 from fedcore.protocol import SEED, record_to_state, state_to_record
 from fedcore.round import build_server
 from fedcore.rundir import RunDir
@@ -88,6 +89,8 @@ def main(grid: Grid, context: Context) -> None:
         row["eval_partitions"] = out.eval_partitions
         run.log_round(row)
         save_round_images(run, out.train, server_round, spec)
+        if cfg.output.leakage and out.train.sources is not None:
+            save_leakage(run, out.train, server_round, fed, model, cfg.seed)
         save_checkpoint(
             run.path,
             round=server_round,
@@ -150,6 +153,29 @@ def save_round_images(run: RunDir, train: TrainResult, server_round: int, spec: 
         save_image_grid(
             x.numpy(), y.numpy().astype(int), spec.classes, spec.mean, spec.std, path, per_class=2
         )
+
+
+def save_leakage(
+    run: RunDir, train: TrainResult, server_round: int, fed: Federation, model, seed: int
+) -> None:
+    """``output.leakage``: how close this round's ZDAS samples come to each client's images
+    (``leakage.jsonl``, one line per round, and a PNG of the closest pairs). The server reads
+    the clients' partitions to measure it, so this is for simulation, not deployment."""
+    assert train.samples is not None and train.sources is not None
+    x, y = train.samples
+    spec = fed.train.spec
+
+    def images(pid: int):
+        ds = fed.client_datasets(pid)[0]
+        return ds.x, ds.y
+
+    report, pairs = round_report(
+        x, y, train.sources, images, range(fed.num_clients), model, spec.mean, spec.std,
+        seed=seed + server_round,
+    )  # fmt: skip
+    run.append_jsonl("leakage.jsonl", {"round": server_round, **report})
+    pairs_np = [(a.numpy(), b.numpy(), s) for a, b, s in pairs]
+    save_pairs(pairs_np, spec.mean, spec.std, run.images / f"round{server_round:03d}_leakage.png")
 
 
 def progress_line(row: dict, rounds: int) -> str:

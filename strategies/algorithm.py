@@ -54,6 +54,7 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
     samples: tuple[torch.Tensor, torch.Tensor] | None = None  # server-side synthetic samples
     preview: tuple[int, torch.Tensor, torch.Tensor] | None = None  # (partition, x, y)
+    sources: torch.Tensor | None = None  # the partition each server-side sample came from
 
 
 @dataclass
@@ -174,7 +175,9 @@ class AlgorithmStrategy(FedAvg):
         step, metrics = aggregate(self.algorithm, server_round, valid)
         metrics |= {"replies": len(valid), "refused": refused}
         preview = next(((r.partition_id, *r.preview) for r in valid if r.preview), None)
-        return TrainResult(state_to_record(step.state), metrics, step.samples, preview)
+        return TrainResult(
+            state_to_record(step.state), metrics, step.samples, preview, step.sources
+        )
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]

@@ -65,7 +65,7 @@ def test_zda_simulation_inverts_on_both_sides(tmp_path):
         "data.train_subset=1500 data.test_subset=500 partition.client_test_size=200 "
         "zdac.start_round=1 zdac.budget=0.1 zdac.inversion.steps=20 zdac.inversion.warm_steps=5 "
         "zdas.samples_per_client=20 zdas.use_label_counts=true zdas.inversion.steps=20 "
-        "zdas.inversion.warm_steps=5 name=e2e-zda",
+        "zdas.inversion.warm_steps=5 name=e2e-zda output.leakage=true",
         num_supernodes=3,
     )
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -81,6 +81,11 @@ def test_zda_simulation_inverts_on_both_sides(tmp_path):
     images = sorted(p.name for p in (run / "images").iterdir())
     assert "round001_server.png" in images and "round002_server.png" in images
     assert any(name.startswith("round002_client0") for name in images)
+    leak = [json.loads(line) for line in (run / "leakage.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in leak] == [1, 2] and sorted(leak[0]["clients"]) == ["0", "1", "2"]
+    for key in ("synthetic_ssim_mean", "baseline_ssim_mean", "synthetic_cosine_mean"):
+        assert -1.0 <= leak[1]["mean"][key] <= 1.0
+    assert "round002_leakage.png" in images
 
 
 def test_a_failed_run_exits_non_zero(tmp_path):

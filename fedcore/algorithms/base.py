@@ -57,6 +57,7 @@ class ServerStep:
     state: StateDict
     metrics: dict[str, float] = field(default_factory=dict)
     samples: tuple[torch.Tensor, torch.Tensor] | None = None
+    sources: torch.Tensor | None = None  # the partition each sample was inverted from
 
 
 @dataclass
@@ -187,7 +188,10 @@ class Composite(Algorithm):
         step = ServerStep(averaged)
         for p in self.parts:
             nxt = p.server_update(server_round, step.state, replies)
-            step = ServerStep(nxt.state, step.metrics | nxt.metrics, nxt.samples or step.samples)
+            step = ServerStep(
+                nxt.state, step.metrics | nxt.metrics, nxt.samples or step.samples,
+                nxt.sources if nxt.samples else step.sources,
+            )  # fmt: skip
         return step
 
     def state_dict(self) -> dict[str, Any]:

@@ -92,6 +92,7 @@ class ZdasOutcome:
     x: torch.Tensor
     y: torch.Tensor
     metrics: dict[str, float]
+    sources: torch.Tensor  # the partition each sample was inverted from
 
 
 def client_allocation(cfg: ZdasConfig, num_classes: int, counts: np.ndarray | None) -> np.ndarray:
@@ -144,7 +145,7 @@ def zdas_finetune(
     student = make_model()
     student.load_state_dict(averaged)
     student.to(device)
-    xs, ys, teachers = [], [], []
+    xs, ys, teachers, sources = [], [], [], []
     acc, bn_loss, warm_sum, inv_seconds = 0.0, 0.0, 0.0, 0.0
     for k, (cid, state, counts) in enumerate(clients):
         teacher = make_model()
@@ -161,6 +162,7 @@ def zdas_finetune(
         )  # fmt: skip
         xs.append(res.x)
         ys.append(res.y)
+        sources.append(torch.full((len(res.y),), cid))
         teachers.append(teacher)
         acc += res.teacher_accuracy / len(clients)
         bn_loss += res.bn_loss_end / len(clients)
@@ -198,7 +200,7 @@ def zdas_finetune(
         "zdas-finetune-loss": stats.loss,
         "zdas-seconds": time.perf_counter() - t0,
     }
-    return ZdasOutcome(state, x, y, metrics)
+    return ZdasOutcome(state, x, y, metrics, torch.cat(sources))
 
 
 class LabelCountsHook(ClientHook):
@@ -241,7 +243,7 @@ class Zdas(Algorithm):
             device=s.device, seed=s.cfg.seed * 100_003 + server_round,
             bank_per_class=self.bank_per_class,
         )  # fmt: skip
-        return ServerStep(out.state, out.metrics, (out.x, out.y))
+        return ServerStep(out.state, out.metrics, (out.x, out.y), out.sources)
 
     def state_dict(self) -> dict[str, Any]:
         """The per-client synthetic pools."""

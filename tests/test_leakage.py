@@ -1,0 +1,32 @@
+"""The leakage measure: copies of a client's images are flagged, unrelated images are not."""
+
+import torch
+
+from fedcore.leakage import leakage, psnr, ssim_matrix
+from fedcore.models import build_model
+
+
+def test_ssim_is_one_for_identical_images_and_lower_otherwise():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 1, 28, 28, generator=g)
+    sim = ssim_matrix(a, torch.cat([a, torch.rand(2, 1, 28, 28, generator=g)]))
+    assert torch.allclose(sim[:, :3].diagonal(), torch.ones(3), atol=1e-4)
+    assert (sim[:, 3:] < 0.5).all()
+    assert psnr(a, a).eq(100).all() and (psnr(a, 1 - a) < 20).all()
+
+
+def test_memorised_synthetic_samples_stand_out_from_the_baseline():
+    g = torch.Generator().manual_seed(1)
+    own_x = torch.randn(40, 1, 28, 28, generator=g)
+    own = (own_x, torch.zeros(40).long())
+    others = (torch.randn(30, 1, 28, 28, generator=g), torch.zeros(30).long())
+    model = build_model("cnn", 1, 2)
+    copies = own_x[:10] + 0.01 * torch.randn(10, 1, 28, 28, generator=g)
+    report, close = leakage(copies, torch.zeros(10).long(), own, others, model, (0.5,), (0.25,))
+    assert report["synthetic_ssim_mean"] > 0.95 > report["baseline_ssim_mean"]
+    assert report["synthetic_psnr_mean"] > report["baseline_psnr_mean"] + 10
+    assert close.nearest.tolist() == list(range(10))
+    fresh = torch.randn(10, 1, 28, 28, generator=g)
+    report, _ = leakage(fresh, torch.zeros(10).long(), own, others, model, (0.5,), (0.25,))
+    assert abs(report["synthetic_ssim_mean"] - report["baseline_ssim_mean"]) < 0.1
+    assert report["baseline_samples"] == 30
