@@ -64,7 +64,7 @@ class ZdacConfig:
     pool_max_age: int = 5  # rounds before a pool is stale and inversion restarts from noise
     pool: str = "auto"  # warm starts from: client (own pool), server (bank), auto
     bank_per_class: int = 32  # samples per class in the server's bank
-    refine_bank: bool = True  # clients refine the bank's samples (the server already did)
+    refine_bank: bool = False  # clients refine the bank's samples (the server already did)
     preview_client: int = 0  # this partition sends a few samples for the server's image grid
     inversion: InversionConfig = field(default_factory=InversionConfig)
 

@@ -56,7 +56,7 @@ class ZdasConfig:
     update_bn_stats: bool = False  # keep the averaged BN running statistics by default
     pool_max_age: int = 5
     pool: str = "auto"  # warm starts from: client (a pool per client), class (one bank), auto
-    pool_per_class: int = 64  # samples per class the class bank keeps
+    pool_per_class: int = 256  # samples per class the class bank keeps (warm for skewed asks)
     inversion: InversionConfig = field(default_factory=InversionConfig)
 
     def problems(self, prefix: str) -> list[str]:
