@@ -16,6 +16,7 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.common.logger import log
 
+from client_app.secure import secure_aggregation_mod
 from fedcore.config import ExperimentConfig, experiment_config
 from fedcore.faults import corrupt_update, kind_for_round
 from fedcore.federation import Federation, build_federation
@@ -34,7 +35,7 @@ from fedcore.protocol import (
 from fedcore.round import client_update
 from fedcore.training import evaluate
 
-app = ClientApp()
+app = ClientApp(mods=[secure_aggregation_mod])  # passes every non-SecAgg+ message through
 
 
 def _setup(context: Context) -> tuple[ExperimentConfig, int, Federation]:

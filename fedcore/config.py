@@ -87,6 +87,7 @@ class ServerConfig:
     min_evaluate_nodes: int = 0
     evaluate_every: int = 1
     round_timeout: float = 3600.0
+    secure_aggregation: bool = False  # SecAgg+ (fedavg, fedprox, zdac): see the README
     connect_timeout: float = 300.0  # how long to wait for all SuperNodes to connect
 
 
@@ -293,6 +294,18 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
     bad = [k for k in cfg.faults.bad_update_kinds.split(",") if k not in BAD_UPDATE_KINDS]
     need(not bad, f"faults.bad_update_kinds: {bad} not in {BAD_UPDATE_KINDS}")
     need(cfg.server.round_timeout > 0, "server.round_timeout: must be > 0 seconds")
+    if s.secure_aggregation and cfg.algorithm in ALGORITHMS:
+        need(
+            all(c.averages_only for c in ALGORITHMS[cfg.algorithm]),
+            f"server.secure_aggregation: {cfg.algorithm!r} needs each client's model (or "
+            "control variate) on the server; use fedavg, fedprox or zdac, or set it false",
+        )
+        need(
+            cfg.zdac.pool != "server",
+            "zdac.pool: 'server' sends a bank that SecAgg+ messages cannot carry; use 'auto' "
+            "or 'client' under server.secure_aggregation",
+        )
+        need(not cfg.resume, "resume: not supported under server.secure_aggregation")
     need(cfg.server.connect_timeout > 0, "server.connect_timeout: must be > 0 seconds")
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))

@@ -27,6 +27,7 @@ StateDict = dict[str, torch.Tensor]
 ARRAYS, CONFIG, METRICS, PREVIEW = "arrays", "config", "metrics", "preview"
 # ConfigRecord keys (server -> client)
 SERVER_ROUND, SEED = "server-round", "seed"
+STATE_KEYS = "state-keys"  # under SecAgg+: the parameter names, in the order of the arrays
 PROXIMAL_MU = "proximal-mu"  # FedProx (Flower's own name for it)
 ZDAC_PREFIX = "zdac."  # ZDAC's settings, flattened
 SHARE_LABEL_COUNTS = "zdas.share-label-counts"  # ZDAS asks clients for their label counts

@@ -20,6 +20,7 @@ from fedcore.sampling import Rounds, Sampling
 from fedcore.training import evaluate
 from server_app.checkpoint import load_checkpoint, save_checkpoint
 from server_app.rounds import RoundOutcome, discover_federation, run_rounds
+from server_app.secure import run_secure_rounds
 from strategies import AlgorithmStrategy, TrainResult
 
 app = ServerApp()
@@ -105,16 +106,21 @@ def main(grid: Grid, context: Context) -> None:
     if cfg.faults.stop_after_round > 0:
         last = min(last, cfg.faults.stop_after_round)
     t0 = time.perf_counter()
-    final = run_rounds(
-        grid,
-        strategy,
-        state_to_record(model.state_dict()),
-        last,
-        ConfigRecord({SEED: cfg.seed}),
-        cfg.server.round_timeout,
-        on_round,
-        start_round=start_round,
-    )
+    if cfg.server.secure_aggregation:
+        largest = int(fed.counts.sum(1).max())
+        initial = state_to_record(model.state_dict())
+        final = run_secure_rounds(grid, context, cfg, strategy, initial, largest, on_round)
+    else:
+        final = run_rounds(
+            grid,
+            strategy,
+            state_to_record(model.state_dict()),
+            last,
+            ConfigRecord({SEED: cfg.seed}),
+            cfg.server.round_timeout,
+            on_round,
+            start_round=start_round,
+        )
     total = time.perf_counter() - t0
     if last < cfg.rounds:
         print(

@@ -124,6 +124,9 @@ class Algorithm:
     name: ClassVar[str] = "fedavg"
     # Whether ``fedprox.compose_with_zda`` adds FedProx's proximal term to this algorithm.
     composes_with_proximal: ClassVar[bool] = False
+    # Whether the server only averages (no per-client model, record or variate), so that the
+    # rounds can run under secure aggregation (``server.secure_aggregation``).
+    averages_only: ClassVar[bool] = True
 
     def __init__(self, setup: ServerSetup) -> None:
         self.setup = setup

@@ -90,6 +90,7 @@ class Scaffold(Algorithm):
     """FedAvg of the models; the server variate ``c`` moves by the clients' deltas."""
 
     name = "scaffold"
+    averages_only = False  # needs each client's control-variate change
 
     def __init__(self, setup: ServerSetup) -> None:
         super().__init__(setup)

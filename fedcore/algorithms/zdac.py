@@ -218,7 +218,8 @@ class Zdac(Algorithm):
         super().__init__(setup)
         self.cfg: ZdacConfig = setup.cfg.zdac
         auto = self.cfg.pool == "auto" and setup.samples_clients
-        self.banks = self.cfg.pool == "server" or auto
+        # under secure aggregation a train message carries only the model and its config
+        self.banks = (self.cfg.pool == "server" or auto) and not setup.cfg.server.secure_aggregation
         self.bank = SyntheticPool()
         self.bank_metrics: dict[str, float] = {}
 

@@ -215,6 +215,7 @@ class Zdas(Algorithm):
 
     name = "zdas"
     composes_with_proximal = True
+    averages_only = False  # inverts every client's model
 
     def __init__(self, setup) -> None:
         super().__init__(setup)
