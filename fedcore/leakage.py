@@ -49,6 +49,20 @@ def ssim_matrix(a: torch.Tensor, b: torch.Tensor, pairs: int = 40_000) -> torch.
     return torch.cat(out)
 
 
+def ssim_nearest(
+    query: torch.Tensor, reference: torch.Tensor, candidates: int = 32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each query image, the highest SSIM over ``reference`` and its index, searched
+    among the ``candidates`` nearest references in pixel L2 distance (one matrix product
+    instead of SSIM against every image; SSIM's nearest image is almost always among them)."""
+    q, r = query.flatten(1), reference.flatten(1)
+    d2 = q.pow(2).sum(1, keepdim=True) + r.pow(2).sum(1) - 2 * q @ r.T
+    idx = d2.topk(min(candidates, len(reference)), dim=1, largest=False).indices  # (N, k)
+    sims = torch.stack([ssim_matrix(query[i : i + 1], reference[idx[i]])[0] for i in range(len(q))])
+    best, j = sims.max(1)
+    return best, idx.gather(1, j[:, None]).squeeze(1)
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """PSNR in dB of paired images in [0, 1] (capped at 100 for identical images)."""
     mse = (a - b).pow(2).flatten(1).mean(1)
@@ -96,8 +110,7 @@ def closeness(
     m, s = torch.tensor(mean).view(view), torch.tensor(std).view(view)
     q01 = (query.cpu() * s + m).clamp(0, 1)
     r01 = (reference.cpu() * s + m).clamp(0, 1)
-    sim = ssim_matrix(q01, r01)
-    best, idx = sim.max(1)
+    best, idx = ssim_nearest(q01, r01)
     fq = F.normalize(penultimate(model, query.cpu()), dim=1)
     fr = F.normalize(penultimate(model, reference.cpu()), dim=1)
     return Closeness(best, psnr(q01, r01[idx]), (fq @ fr.T).max(1).values, idx)

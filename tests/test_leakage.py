@@ -2,7 +2,7 @@
 
 import torch
 
-from fedcore.leakage import leakage, psnr, ssim_matrix
+from fedcore.leakage import leakage, psnr, ssim_matrix, ssim_nearest
 from fedcore.models import build_model
 
 
@@ -30,3 +30,12 @@ def test_memorised_synthetic_samples_stand_out_from_the_baseline():
     report, _ = leakage(fresh, torch.zeros(10).long(), own, others, model, (0.5,), (0.25,))
     assert abs(report["synthetic_ssim_mean"] - report["baseline_ssim_mean"]) < 0.1
     assert report["baseline_samples"] == 30
+
+
+def test_candidate_search_finds_the_exhaustive_ssim_nearest():
+    g = torch.Generator().manual_seed(2)
+    ref = torch.rand(300, 1, 28, 28, generator=g)
+    query = (ref[:20] + 0.2 * torch.rand(20, 1, 28, 28, generator=g)).clamp(0, 1)
+    best, idx = ssim_nearest(query, ref, candidates=16)
+    full = ssim_matrix(query, ref)
+    assert torch.equal(idx, full.argmax(1)) and torch.allclose(best, full.max(1).values)
