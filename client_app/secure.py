@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.client.mod import secaggplus_mod
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
@@ -37,7 +37,9 @@ def _legacy_train(msg: Message, ctxt: Context, call_next) -> Message:
     config = dict(fitins.config)
     names = str(config.pop(STATE_KEYS)).split(",")
     arrays = parameters_to_ndarrays(fitins.parameters)
-    state = OrderedDict((k, np.ascontiguousarray(a)) for k, a in zip(names, arrays, strict=True))
+    state = OrderedDict(
+        (k, Array(np.ascontiguousarray(a))) for k, a in zip(names, arrays, strict=True)
+    )
     msg.content = RecordDict({ARRAYS: ArrayRecord(state), CONFIG: ConfigRecord(config)})
     reply = call_next(msg, ctxt)
     if reply.has_error():

@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context
 from flwr.common import FitRes, ndarrays_to_parameters
 from flwr.server import LegacyContext, ServerConfig
 from flwr.server.client_proxy import ClientProxy
@@ -61,7 +61,8 @@ def run_secure_rounds(
     clock = [time.perf_counter()]
 
     def to_record(ndarrays: list[np.ndarray]) -> ArrayRecord:
-        return ArrayRecord(OrderedDict(zip(names, ndarrays, strict=True)))
+        arrays = (Array(np.ascontiguousarray(a)) for a in ndarrays)
+        return ArrayRecord(OrderedDict(zip(names, arrays, strict=True)))
 
     def fit_config(server_round: int) -> dict:
         extra = algorithm.train_config(server_round)
