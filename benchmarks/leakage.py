@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "leakage.json")
     a = ap.parse_args()
     out: dict = {"clients": 10, "rounds": a.rounds, "settings": SETTINGS, "partitions": {}}
+    if a.out.is_file():  # keep the partitions not re-run this time
+        out["partitions"] = json.loads(a.out.read_text()).get("partitions", {})
     for part in a.partitions.split(","):
         work = RESULTS / "work" / "leakage" / part
         run_dir = work / "run"

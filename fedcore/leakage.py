@@ -125,14 +125,22 @@ def leakage(
     mean,
     std,
     *,
+    holdout: tuple[torch.Tensor, torch.Tensor] | None = None,
     max_baseline: int = 200,
     seed: int = 0,
 ) -> tuple[dict[str, float], Closeness]:
     """Synthetic samples of one client's model against that client's images, beside the
-    baseline: other clients' real images of the same classes against the same images."""
+    baseline: other clients' real images of the same classes against the same images, or,
+    where no other client holds those classes (#C=1), ``holdout`` images of them (the test
+    split: images no client ever held)."""
     own_x, _ = own
     ox, oy = others
     pick = torch.nonzero(torch.isin(oy, synthetic_y.unique())).flatten()
+    source = 0.0  # 0: other clients' images, 1: held-out images
+    if len(pick) == 0 and holdout is not None:
+        ox, oy = holdout
+        pick = torch.nonzero(torch.isin(oy, synthetic_y.unique())).flatten()
+        source = 1.0
     gen = torch.Generator().manual_seed(seed)
     pick = pick[torch.randperm(len(pick), generator=gen)[:max_baseline]]
     syn = closeness(synthetic, own_x, model, mean, std)
@@ -141,6 +149,7 @@ def leakage(
         base = closeness(ox[pick], own_x, model, mean, std)
         out |= {f"baseline_{k}": v for k, v in base.summary().items()}
     out["synthetic_samples"], out["baseline_samples"] = float(len(synthetic)), float(len(pick))
+    out["baseline_from_holdout"] = source
     return out, syn
 
 
@@ -154,6 +163,7 @@ def round_report(
     mean,
     std,
     *,
+    holdout: tuple[torch.Tensor, torch.Tensor] | None = None,
     seed: int = 0,
     pairs: int = 8,
 ) -> tuple[dict, list[tuple[torch.Tensor, torch.Tensor, float]]]:
@@ -167,7 +177,9 @@ def round_report(
         ox = torch.cat([o[0] for o in others]) if others else x[:0]
         oy = torch.cat([o[1] for o in others]) if others else y[:0]
         own = client_images(pid)
-        rep, close = leakage(x[mine], y[mine], own, (ox, oy), model, mean, std, seed=seed)
+        rep, close = leakage(
+            x[mine], y[mine], own, (ox, oy), model, mean, std, holdout=holdout, seed=seed
+        )
         per_client[str(pid)] = rep
         for i in torch.argsort(close.ssim, descending=True)[:pairs].tolist():
             closest.append((x[mine][i], own[0][close.nearest[i]], float(close.ssim[i])))

@@ -177,7 +177,7 @@ def save_leakage(
 
     report, pairs = round_report(
         x, y, train.sources, images, range(fed.num_clients), model, spec.mean, spec.std,
-        seed=seed + server_round,
+        holdout=(fed.test.x, fed.test.y), seed=seed + server_round,
     )  # fmt: skip
     run.append_jsonl("leakage.jsonl", {"round": server_round, **report})
     pairs_np = [(a.numpy(), b.numpy(), s) for a, b, s in pairs]

@@ -39,3 +39,17 @@ def test_candidate_search_finds_the_exhaustive_ssim_nearest():
     best, idx = ssim_nearest(query, ref, candidates=16)
     full = ssim_matrix(query, ref)
     assert torch.equal(idx, full.argmax(1)) and torch.allclose(best, full.max(1).values)
+
+
+def test_baseline_falls_back_to_held_out_images_when_no_other_client_has_the_class():
+    g = torch.Generator().manual_seed(3)
+    own = (torch.randn(20, 1, 28, 28, generator=g), torch.zeros(20).long())
+    others = (torch.randn(20, 1, 28, 28, generator=g), torch.ones(20).long())  # class 1 only
+    holdout = (torch.randn(30, 1, 28, 28, generator=g), torch.arange(30) % 2)
+    model = build_model("cnn", 1, 2)
+    syn = torch.randn(5, 1, 28, 28, generator=g)
+    rep, _ = leakage(syn, torch.zeros(5).long(), own, others, model, (0.5,), (0.25,))
+    assert rep["baseline_samples"] == 0 and "baseline_ssim_mean" not in rep
+    rep, _ = leakage(syn, torch.zeros(5).long(), own, others, model, (0.5,), (0.25,),
+                     holdout=holdout)  # fmt: skip
+    assert rep["baseline_samples"] == 15 and rep["baseline_from_holdout"] == 1.0
