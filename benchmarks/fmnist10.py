@@ -58,16 +58,9 @@ FMNIST10 = Yardstick(
     extra_seeds=(("fedavg", "zda"), ("dir0.1", "c1"), (1, 2)),
     describe={
         "dataset": "fashion-mnist (60000 train / 10000 test)",
-        "clients": 10,
         "participation": "every client every round",
         "model": "cnn (BatchNorm)",
         "optimizer": "SGD lr 0.01 momentum 0.9, batch 32, 1 local epoch",
-        "seed": 0,
-        "extra_seeds": {
-            "algorithms": ["fedavg", "zda"],
-            "partitions": ["dir0.1", "c1"],
-            "seeds": [1, 2],
-        },
     },
     targets=targets,
     speed_file="speed.json",

@@ -85,17 +85,10 @@ FMNIST100 = Yardstick(
     extra_seeds=(("fedavg", "zda"), ("dir0.1", "c2"), (1, 2)),
     describe={
         "dataset": "fashion-mnist (60000 train / 10000 test)",
-        "clients": 100,
         "participation": "10 sampled per round; federated evaluation of 10 every 5 rounds, "
         "of all 100 in the last round",
         "model": "cnn (BatchNorm)",
         "optimizer": "SGD lr 0.01 momentum 0.9, batch 32, 5 local epochs",
-        "seed": 0,
-        "extra_seeds": {
-            "algorithms": ["fedavg", "zda"],
-            "partitions": ["dir0.1", "c2"],
-            "seeds": [1, 2],
-        },
     },
     cell_dir="cells100",
     targets=targets,

@@ -58,7 +58,7 @@ class Yardstick:
     federation: str  # fixed run-config overrides (sampling, local epochs) beyond the defaults
     method_overrides: str  # method settings every cell uses
     extra_seeds: tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]  # algs, parts, seeds
-    describe: dict = field(default_factory=dict)  # the yardstick as the report lists it
+    describe: dict = field(default_factory=dict)  # what the fields below do not say
     cell_dir: str = "cells"
     speed_file: str = ""  # a speed benchmark's JSON (in the results directory) it reports
     targets: Callable[[list[dict], dict | None], list[Target]] = lambda rows, speed: []
@@ -220,8 +220,17 @@ def main(yard: Yardstick, doc: str) -> None:
                 f"({row['seconds_per_round']:.1f}s/round)",
                 flush=True,
             )
-    meta = dict(yard.describe, rounds=rounds, quick=a.quick,
-                method_overrides=yard.method_overrides)  # fmt: skip
+    algs, parts, seeds = yard.extra_seeds
+    meta = {
+        "dataset": yard.describe.get("dataset"),
+        "clients": yard.clients,
+        **{k: v for k, v in yard.describe.items() if k != "dataset"},
+        "seed": 0,
+        "extra_seeds": {"algorithms": list(algs), "partitions": list(parts), "seeds": list(seeds)},
+        "rounds": rounds,
+        "quick": a.quick,
+        "method_overrides": yard.method_overrides,
+    }
     every = yard.cells([*ALGORITHMS, "centralized"], list(yard.partitions), a.quick)
     readme = None if a.quick or a.results else ROOT / "README.md"
     write_report(yard, cell_dir, results, meta, [f"{x}-{p}-s{s}" for x, p, s in every], readme)
