@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from fedcore.data import load_dataset
+from fedcore.datasets import load_dataset
 from fedcore.models import build_model
 from fedcore.training import TrainConfig, train_local
 from inversion import InversionConfig, invert
