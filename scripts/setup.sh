@@ -19,14 +19,9 @@ PIP=(.venv/bin/pip install -q --disable-pip-version-check)
 if [ "${FEDZDA_TORCH:-}" = cpu ]; then
   "${PIP[@]}" torch==2.13.0
   .venv/bin/pip uninstall -q -y torchvision 2>/dev/null || true
-  # every dependency in pyproject.toml but torchvision, then the project without deps
-  mapfile -t DEPS < <(.venv/bin/python -c '
-import tomllib
-p = tomllib.load(open("pyproject.toml", "rb"))["project"]
-for d in p["dependencies"] + p["optional-dependencies"]["dev"]:
-    if not d.startswith("torchvision"):
-        print(d)')
-  "${PIP[@]}" "${DEPS[@]}"
+  # every requirement in pyproject.toml but torchvision, then the project without deps
+  .venv/bin/python scripts/deps.py --extra dev --without torchvision > .venv/cpu-requirements.txt
+  "${PIP[@]}" -r .venv/cpu-requirements.txt
   "${PIP[@]}" --no-deps -e .
 else
   # the pair first, pinned: pip then takes the local files instead of fetching another build
