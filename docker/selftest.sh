@@ -44,6 +44,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 # 1. an engine: the running one, or one started here (vfs, no iptables, no bridge)
 if ! docker info >/dev/null 2>&1; then
@@ -114,7 +115,7 @@ compose up -d superlink register supernode-0 supernode-1 supernode-2 >"$WORK/up.
   exit 1
 }
 say "running $ROUNDS rounds"
-compose run --rm run 2>&1 | tee "$WORK/run.log" | grep -E "round|outputs in|ERROR" || true
+compose run --rm --no-deps run 2>&1 | tee "$WORK/run.log" | grep -E "round|outputs in|ERROR" || true
 final=$(find docker/runs -name model_final.pt -newer "$WORK/started" | head -1)
 if [ -z "$final" ]; then
   say "FAILED: no run directory with model_final.pt appeared in docker/runs"

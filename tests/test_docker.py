@@ -143,3 +143,15 @@ def test_compose_demo_under_a_real_engine():
         ["bash", "docker/selftest.sh"], cwd=ROOT, capture_output=True, text=True, timeout=3600
     )
     assert out.returncode == 0 and "passed in" in out.stdout, out.stdout[-3000:] + out.stderr
+
+
+def test_deps_lists_requirements_without_the_torch_builds():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from deps import requirements
+
+    image = requirements([], ["torch", "torchvision"])
+    assert not [r for r in image if r.startswith("torch")]
+    assert "flwr[simulation]==1.42.*" in image
+    cpu = requirements(["dev"], ["torchvision"])
+    assert any(r.startswith("torch>=") for r in cpu) and "pytest>=8" in cpu
+    assert not [r for r in cpu if r.startswith("torchvision")]
