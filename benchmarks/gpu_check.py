@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from fedcore.config import load_config
-from fedcore.data import load_dataset
+from fedcore.datasets import load_dataset
 from fedcore.federation import build_federation
 from fedcore.models import build_model
 from fedcore.round import build_server, run_round

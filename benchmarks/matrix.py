@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from fedcore.config import load_config
-from fedcore.data import load_dataset
+from fedcore.datasets import load_dataset
 from fedcore.models import build_model
 from fedcore.training import TrainConfig, evaluate, train_local
 from scripts.simulate import simulate

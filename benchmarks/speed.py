@@ -25,7 +25,7 @@ import torch
 
 from benchmarks.fmnist10 import RESULTS, run_federated
 from benchmarks.inversion_speed import train_throughput
-from fedcore.data import load_dataset
+from fedcore.datasets import load_dataset
 from fedcore.models import build_model
 from fedcore.training import TrainConfig, evaluate, train_local
 from inversion import InversionConfig, invert

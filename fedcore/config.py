@@ -21,11 +21,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from fedcore import vision
 from fedcore.algorithms import ALGORITHMS
 from fedcore.algorithms.fedprox import FedProxConfig
 from fedcore.algorithms.zdac import ZdacConfig
 from fedcore.algorithms.zdas import ZdasConfig
-from fedcore.data import DATASETS
+from fedcore.datasets import DATASETS
 from fedcore.faults import BAD_UPDATE_KINDS
 from fedcore.models import MODELS
 from fedcore.partition import PARTITIONERS
@@ -256,6 +257,24 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
     need(
         d.dataset != "npz" or bool(d.path and d.test_path),
         "data.path and data.test_path: both .npz files are required for dataset 'npz'",
+    )
+    need(
+        d.dataset in ("fashion-mnist", "idx", "npz") or bool(d.path),
+        f"data.path: dataset {d.dataset!r} is read from a local root (nothing downloads); "
+        "set data.path to it",
+    )
+    wants_tv = [
+        key
+        for key, on in (
+            ("data.dataset", d.dataset not in ("fashion-mnist", "idx", "npz")),
+            ("model.name", cfg.model.name == "resnet18"),
+            ("train.augment", cfg.train.augment != "none"),
+        )
+        if on
+    ]
+    need(
+        not wants_tv or vision.available(),
+        f"{', '.join(wants_tv)}: torchvision does not import here; {vision.SETUP_HINT}",
     )
     for key in ("train_subset", "test_subset"):
         v = getattr(d, key)

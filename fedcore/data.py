@@ -1,17 +1,16 @@
-"""Dataset readers: MNIST-format IDX directories, CIFAR-10 pickles and ``.npz`` files.
+"""Datasets as tensors, and the readers that need no torchvision: IDX directories and ``.npz``.
 
-Every reader loads the whole split once into tensors and returns an :class:`ArrayDataset`
-whose images are already normalised (per-channel mean/std of the training split), so the
-training and inversion hot paths only index tensors. No per-sample Python transforms.
+Every reader (these and :mod:`fedcore.vision`'s) loads the whole split once into tensors and
+returns an :class:`ArrayDataset` whose images are already normalised (per-channel mean/std of
+the training split), so the training and inversion hot paths only index tensors. No
+per-sample Python transforms.
 """
 
 from __future__ import annotations
 
 import gzip
-import pickle
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +29,6 @@ FASHION_MNIST_CLASSES = (
     "Sneaker",
     "Bag",
     "Ankle boot",
-)
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
 )
 
 
@@ -121,7 +108,7 @@ class Splits:
     test: ArrayDataset
 
 
-def _normalise(
+def normalise_u8(
     train_u8: np.ndarray, test_u8: np.ndarray, classes: tuple[str, ...], ytr, yte
 ) -> Splits:
     """uint8 NCHW arrays -> float tensors standardised with the train split's statistics."""
@@ -184,38 +171,9 @@ def load_idx_dir(directory: str | Path, classes: tuple[str, ...] | None = None) 
         arrays[split] = (xi[:, None, :, :], yi)
     n_cls = int(max(arrays["train"][1].max(), arrays["test"][1].max())) + 1
     names = classes if classes and len(classes) == n_cls else tuple(map(str, range(n_cls)))
-    return _normalise(
+    return normalise_u8(
         arrays["train"][0], arrays["test"][0], names, arrays["train"][1], arrays["test"][1]
     )
-
-
-# --------------------------------------------------------------------------- CIFAR
-def load_cifar10_dir(directory: str | Path) -> Splits:
-    """Read the CIFAR-10 python version (``data_batch_1..5``, ``test_batch``)."""
-    d = Path(directory)
-    hint = (
-        "Expected the 'CIFAR-10 python version' directory (cifar-10-batches-py) with "
-        "data_batch_1..5 and test_batch; set data.path to it."
-    )
-
-    def batch(name: str) -> tuple[np.ndarray, np.ndarray]:
-        path = d / name
-        if not path.is_file():
-            raise DatasetError(f"missing file {path}. {hint}")
-        try:
-            with open(path, "rb") as f:
-                obj = pickle.load(f, encoding="bytes")
-            x = np.asarray(obj[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            y = np.asarray(obj[b"labels"], dtype=np.int64)
-        except (pickle.UnpicklingError, KeyError, ValueError, EOFError) as e:
-            raise DatasetError(f"{path} is not a CIFAR-10 batch: {e}. {hint}") from e
-        return x, y
-
-    parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
-    xte, yte = batch("test_batch")
-    xtr = np.concatenate([p[0] for p in parts])
-    ytr = np.concatenate([p[1] for p in parts])
-    return _normalise(xtr, xte, CIFAR10_CLASSES, ytr, yte)
 
 
 # ----------------------------------------------------------------------------- NPZ
@@ -280,26 +238,4 @@ def load_npz(train_path: str | Path, test_path: str | Path) -> Splits:
             f"(labels 0..{int(ytr.max())} in {train_path})"
         )
     n_cls = int(ytr.max()) + 1
-    return _normalise(xtr, xte, tuple(map(str, range(n_cls))), ytr, yte)
-
-
-DATASETS = ("fashion-mnist", "idx", "cifar10", "npz")
-
-
-@lru_cache(maxsize=4)
-def load_dataset(name: str, path: str = "", test_path: str = "") -> Splits:
-    """Load a dataset by name once per process (cached).
-
-    ``fashion-mnist`` reads ``path`` or the Debian default; ``idx`` any MNIST-format
-    directory; ``cifar10`` a CIFAR-10 python directory; ``npz`` a train file ``path`` and a
-    test file ``test_path``.
-    """
-    if name == "fashion-mnist":
-        return load_idx_dir(path or FASHION_MNIST_DIR, FASHION_MNIST_CLASSES)
-    if name == "idx":
-        return load_idx_dir(path)
-    if name == "cifar10":
-        return load_cifar10_dir(path)
-    if name == "npz":
-        return load_npz(path, test_path)
-    raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return normalise_u8(xtr, xte, tuple(map(str, range(n_cls))), ytr, yte)

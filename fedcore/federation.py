@@ -13,7 +13,8 @@ from functools import lru_cache
 import numpy as np
 
 from fedcore.config import ExperimentConfig
-from fedcore.data import ArrayDataset, load_dataset
+from fedcore.data import ArrayDataset
+from fedcore.datasets import load_dataset
 from fedcore.partition import PARTITIONERS, PartitionError, client_test_indices, label_counts
 
 

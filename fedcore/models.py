@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from fedcore.vision import resnet18
+
 
 class CNN(nn.Module):
     """2 conv + 2 fc with BatchNorm for 1x28x28 inputs (~0.41 M parameters)."""
@@ -75,7 +77,11 @@ class ResNetSmall(nn.Module):
         return self.head(self.stages(self.stem(x)))
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"cnn": CNN, "resnet": ResNetSmall}
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "cnn": CNN,
+    "resnet": ResNetSmall,
+    "resnet18": resnet18,  # torchvision's, CIFAR stem (~11.2 M parameters)
+}
 
 
 def build_model(name: str, in_channels: int, num_classes: int) -> nn.Module:

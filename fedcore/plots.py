@@ -10,6 +10,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
+
+from fedcore.vision import tile
 
 
 def plot_label_mix(counts: np.ndarray, classes: Sequence[str], path: Path) -> None:
@@ -91,22 +94,26 @@ def save_image_grid(
     path: Path,
     per_class: int = 8,
 ) -> None:
-    """Grid of images (N,C,H,W, normalised), one row per class, up to ``per_class`` each."""
-    n_cls = len(classes)
-    fig, axes = plt.subplots(n_cls, per_class, figsize=(per_class * 0.9, n_cls * 0.95))
-    axes = np.atleast_2d(axes)
+    """Grid of images (N,C,H,W, normalised), one row per class, up to ``per_class`` each,
+    tiled by ``torchvision.utils.make_grid`` and titled per row."""
     m = np.asarray(mean).reshape(1, -1, 1, 1)
     s = np.asarray(std).reshape(1, -1, 1, 1)
     img = np.clip(x * s + m, 0, 1)
-    for c in range(n_cls):
-        idx = np.flatnonzero(labels == c)[:per_class]
-        for j in range(per_class):
-            ax = axes[c, j]
-            ax.axis("off")
-            if j < len(idx):
-                im = img[idx[j]].transpose(1, 2, 0)
-                ax.imshow(im.squeeze(-1) if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=1)
-        axes[c, 0].set_title(str(classes[c])[:12], fontsize=6, loc="left")
+    blank = np.ones((1, *img.shape[1:]), dtype=img.dtype)
+    rows = []
+    for c in range(len(classes)):
+        mine = img[np.flatnonzero(labels == c)[:per_class]]
+        rows.append(np.concatenate([mine, *[blank] * (per_class - len(mine))]))
+    grid = tile(torch.from_numpy(np.concatenate(rows)).float(), per_class)
+    h = img.shape[2] + 2
+    fig, ax = plt.subplots(figsize=(per_class * 0.9 + 1.2, len(classes) * 0.95))
+    ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([2 + h * c + h / 2 - 1 for c in range(len(classes))])
+    ax.set_yticklabels([str(n)[:12] for n in classes], fontsize=6)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
     fig.tight_layout(pad=0.2)
     fig.savefig(path, dpi=100)
     plt.close(fig)

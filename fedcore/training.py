@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from fedcore.data import ArrayDataset
+from fedcore.vision import AUGMENTATIONS, augmenter
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0
+    augment: str = "none"  # "crop-flip": CIFAR's random padded crop + flip of every batch
 
     def problems(self, prefix: str) -> list[str]:
         """Every invalid setting, as ``prefix + key: what is wrong`` messages."""
@@ -38,6 +40,7 @@ class TrainConfig:
             (self.lr > 0, f"lr: must be > 0, got {self.lr}"),
             (0 <= self.momentum < 1, f"momentum: must be in [0, 1), got {self.momentum}"),
             (self.weight_decay >= 0, "weight_decay: must be >= 0"),
+            (self.augment in AUGMENTATIONS, f"augment: {self.augment!r} not in {AUGMENTATIONS}"),
         ]
         return [prefix + msg for ok, msg in checks if not ok]
 
@@ -170,7 +173,8 @@ def sgd_train(
     bn_train: bool = True,
     paired: Paired | None = None,
 ) -> TrainStats:
-    """Train ``model`` in place: ``cfg.local_epochs`` shuffled passes of SGD over ``data``.
+    """Train ``model`` in place: ``cfg.local_epochs`` shuffled passes of SGD over ``data``
+    (each batch augmented first when ``cfg.augment`` asks).
 
     ``regularizer(model)`` is added to every batch loss; ``grad_correction`` (one tensor per
     parameter) to every gradient. With ``bn_train`` off, BatchNorm normalises with its
@@ -186,11 +190,14 @@ def sgd_train(
     corr = [c.to(device) for c in grad_correction] if grad_correction is not None else None
     gen = torch.Generator().manual_seed(seed)
     extra = paired.batches(torch.Generator().manual_seed(seed + 1)) if paired else None
+    augment = augmenter(cfg.augment, tuple(data.x.shape[1:])) if cfg.augment != "none" else None
     total, steps = 0.0, 0
     for _ in range(cfg.local_epochs):
         for xb, yb, idx in iterate_batches(data.x, data.y, cfg.batch_size, gen):
             if yb.shape[0] < 2:  # BatchNorm cannot train on a single sample
                 continue
+            if augment is not None:
+                xb = augment(xb)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             if paired is None or extra is None:
                 logits = model(xb)

@@ -91,7 +91,7 @@ def test_models_have_batchnorm_and_expected_size():
 
 
 def test_local_training_learns_real_data():
-    from fedcore.data import load_dataset
+    from fedcore.datasets import load_dataset
 
     s = load_dataset("fashion-mnist")
     torch.manual_seed(0)

@@ -1,11 +1,11 @@
 import gzip
-import pickle
 
 import numpy as np
 import pytest
 import torch
 
-from fedcore.data import DatasetError, load_cifar10_dir, load_dataset, load_idx_dir, load_npz
+from fedcore.data import DatasetError, load_idx_dir, load_npz
+from fedcore.datasets import load_dataset
 from tests.conftest import FMNIST, write_idx
 
 
@@ -53,19 +53,6 @@ def test_npz_reader_accepts_float_and_uint8(tmp_path):
     np.savez(tmp_path / "bad.npz", images=np.zeros((2, 4, 4)))
     with pytest.raises(DatasetError, match="'x'"):
         load_npz(tmp_path / "bad.npz", tmp_path / "te.npz")
-
-
-def test_cifar10_reader(tmp_path):
-    rng = np.random.default_rng(2)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        obj = {b"data": rng.integers(0, 256, (7, 3072)).astype(np.uint8), b"labels": list(range(7))}
-        (tmp_path / name).write_bytes(pickle.dumps(obj))
-    s = load_cifar10_dir(tmp_path)
-    assert s.train.x.shape == (35, 3, 32, 32) and s.test.x.shape == (7, 3, 32, 32)
-    assert s.train.classes[0] == "airplane"
-    (tmp_path / "data_batch_3").unlink()
-    with pytest.raises(DatasetError, match="data_batch_3"):
-        load_cifar10_dir(tmp_path)
 
 
 def test_real_fashion_mnist():

@@ -8,7 +8,8 @@ import torch
 
 from fedcore.algorithms.fedavg import weighted_average
 from fedcore.algorithms.zdas import ZdasConfig, zdas_finetune
-from fedcore.data import DataSpec, load_dataset
+from fedcore.data import DataSpec
+from fedcore.datasets import load_dataset
 from fedcore.models import build_model
 from fedcore.partition import pathological
 from fedcore.training import TrainConfig, evaluate, train_local
