@@ -47,14 +47,17 @@ def main() -> None:
         row: dict = {"python": p, "torch": runs[p][0]["torch"]}
         for batch in ("batch32", "batch256"):
             for key in KEYS:
-                row[f"{batch}_{key}"] = float(np.mean([r[batch][key] for r in runs[p]]))
+                values = [r[batch][key] for r in runs[p]]
+                row[f"{batch}_{key}"] = float(np.mean(values))
+                row[f"{batch}_{key}_runs"] = [round(v) for v in values]
         builds.append(row)
     base, other = builds
-    ratios = {k: other[k] / base[k] for k in base if k.startswith("batch")}
+    ratios = {k: other[k] / base[k] for k in base if k.startswith("batch") and "_runs" not in k}
     for k, r in ratios.items():
         print(
-            f"{k:>44}: {base[k]:8.0f} ({base['torch']}) vs {other[k]:8.0f} ({other['torch']}) = {r:.3f}x"
-        )  # noqa: E501
+            f"{k:>38}: {base[k]:6.0f} {base[k + '_runs']} ({base['torch']}) vs "
+            f"{other[k]:6.0f} {other[k + '_runs']} ({other['torch']}) = {r:.3f}x"
+        )
     if a.out:
         result = {"repeats": a.repeats, "builds": builds, "second_over_first": ratios}
         Path(a.out).write_text(json.dumps(result, indent=2))
