@@ -243,6 +243,7 @@ def augmenter(name: str, input_shape: tuple[int, ...]) -> Callable[[torch.Tensor
     crop and horizontal flip, drawn per image (``torchvision.transforms.v2``)."""
     _tv(f"train.augment={name!r}")
     from torchvision.transforms import v2
+
     one = v2.Compose([v2.RandomCrop(tuple(input_shape[1:]), padding=4), v2.RandomHorizontalFlip()])
     return lambda xb: torch.stack([one(x) for x in xb])
 
