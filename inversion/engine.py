@@ -9,8 +9,11 @@ Loss per step (all weights are :class:`InversionConfig` fields)::
   + adi * (1 - JS(teacher(x') || student(x')))          (only with a student)
 
 with ``x'`` = ``x`` randomly jittered and flipped, ``m_1 = first_bn_multiplier`` and
-``m_l = 1`` otherwise. Adam with a cosine learning-rate schedule; every batch is optimised
-at once and BN layers are hooked once per call.
+``m_l = 1`` otherwise. With ``context`` (fixed inputs, e.g. real samples of the classes a
+client holds) the BatchNorm statistics are those of ``x'`` and the context together, so a
+batch of a few classes is matched against statistics of all classes as a whole. Adam with
+a cosine learning-rate schedule; every batch is optimised at once and BN layers are hooked
+once per call.
 """
 
 from __future__ import annotations
@@ -156,6 +159,7 @@ def invert(
     init: torch.Tensor | None = None,
     steps: int | None = None,
     student: nn.Module | None = None,
+    context: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
     seed: int = 0,
 ) -> InversionResult:
@@ -163,7 +167,9 @@ def invert(
 
     ``init`` (same shape as the output) warm-starts the optimisation; otherwise inputs
     start from N(0, 1) noise. ``steps`` defaults to ``cfg.steps`` (cold) or
-    ``cfg.warm_steps`` (with ``init``).
+    ``cfg.warm_steps`` (with ``init``). ``context`` rows are forwarded with every batch
+    (never optimised, no cross-entropy), as many per batch as its share of a full batch:
+    ``len(context) * len(batch) / batch_size``, so a full batch takes all of them.
     """
     t0 = time.perf_counter()
     device = torch.device(device)
@@ -176,6 +182,11 @@ def invert(
     x_all = init.detach().clone() if init is not None else torch.randn(shape, generator=gen)
     y_all = labels.long().cpu()
     lo, hi = pixel_bounds(spec.mean, spec.std, device)
+    if context is not None and tuple(context.shape[1:]) != shape[1:]:
+        raise ValueError(
+            f"context rows have shape {tuple(context.shape[1:])}, expected {shape[1:]}"
+        )
+    ctx_all = context.detach().to(device) if context is not None else None
 
     was_training = model.training
     model.to(device).eval()
@@ -196,11 +207,14 @@ def invert(
         for start in range(0, n, cfg.batch_size):
             xb = x_all[start : start + cfg.batch_size].to(device).requires_grad_(True)
             yb = y_all[start : start + cfg.batch_size].to(device)
+            ctx = None
+            if ctx_all is not None and len(ctx_all):
+                ctx = ctx_all[: max(1, round(len(ctx_all) * len(yb) / cfg.batch_size))]
             opt = torch.optim.Adam([xb], lr=cfg.lr, betas=(0.5, 0.9))
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
             for step in range(steps):
                 xj = jitter_flip(xb, cfg.jitter, cfg.flip, gen)
-                logits = model(xj)
+                logits = model(xj if ctx is None else torch.cat([xj, ctx]))[: len(yb)]
                 bn_loss = bn.pop()
                 loss = cfg.ce * F.cross_entropy(logits, yb) + cfg.bn * bn_loss
                 loss = loss + cfg.tv_l1 * tv_l1(xb) + cfg.tv_l2 * tv_l2(xb) + cfg.l2 * l2_prior(xb)
@@ -216,7 +230,7 @@ def invert(
                 with torch.no_grad():
                     xb.clamp_(lo, hi)
             with torch.no_grad():
-                logits = model(xb)
+                logits = model(xb if ctx is None else torch.cat([xb, ctx]))[: len(yb)]
                 bn_end += float(bn.pop()) * yb.numel() / n
                 if steps == 0:
                     bn_start = bn_end

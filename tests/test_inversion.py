@@ -215,3 +215,36 @@ def test_zdas_beats_plain_average_on_c1(fmnist):
     for k, v in averaged.items():  # averaged BN running statistics are kept
         if k.endswith(("running_mean", "running_var")):
             assert torch.equal(out.state[k], v)
+
+
+def test_context_rows_join_the_bn_statistics_only(teacher, fmnist):
+    """Real rows given as ``context`` count in the BatchNorm statistics of every batch (scaled
+    to the batch's share), are never optimised or labelled, and must match the input shape."""
+    spec, labels = fmnist.train.spec, torch.tensor([0, 2, 4, 6] * 2)
+    ctx = fmnist.train.x[:12].clone()
+    x0 = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    cfg = InversionConfig(batch_size=8, jitter=0)
+    res = invert(teacher, labels, cfg, spec, init=x0, steps=0, context=ctx)
+    hooks = BNStatsLoss(teacher, cfg.first_bn_multiplier)
+    try:
+        teacher.eval()
+        with torch.no_grad():
+            teacher(torch.cat([x0, ctx]))
+        union = float(hooks.pop())
+        teacher(x0)
+        alone = float(hooks.pop())
+    finally:
+        hooks.remove()
+    assert res.bn_loss_end == pytest.approx(union, rel=1e-4) and union != pytest.approx(alone)
+    half = invert(teacher, labels[:4], cfg, spec, init=x0[:4], steps=0, context=ctx)
+    hooks = BNStatsLoss(teacher, cfg.first_bn_multiplier)
+    try:
+        with torch.no_grad():
+            teacher(torch.cat([x0[:4], ctx[:6]]))  # half a batch takes half the context
+        assert half.bn_loss_end == pytest.approx(float(hooks.pop()), rel=1e-4)
+    finally:
+        hooks.remove()
+    moved = invert(teacher, labels, InversionConfig(batch_size=8), spec, context=ctx, steps=30)
+    assert moved.teacher_accuracy >= 0.9 and torch.equal(ctx, fmnist.train.x[:12])
+    with pytest.raises(ValueError, match="context rows"):
+        invert(teacher, labels, cfg, spec, context=torch.zeros(3, 1, 14, 14))
