@@ -26,7 +26,7 @@ from fedcore.algorithms import ALGORITHMS
 from fedcore.algorithms.fedprox import FedProxConfig
 from fedcore.algorithms.zdac import ZdacConfig
 from fedcore.algorithms.zdas import ZdasConfig
-from fedcore.datasets import DATASETS
+from fedcore.datasets import BUILTIN, DATASETS
 from fedcore.faults import BAD_UPDATE_KINDS
 from fedcore.models import MODELS
 from fedcore.partition import PARTITIONERS
@@ -259,14 +259,14 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
         "data.path and data.test_path: both .npz files are required for dataset 'npz'",
     )
     need(
-        d.dataset in ("fashion-mnist", "idx", "npz") or bool(d.path),
+        d.dataset in BUILTIN or bool(d.path),
         f"data.path: dataset {d.dataset!r} is read from a local root (nothing downloads); "
         "set data.path to it",
     )
     wants_tv = [
         key
         for key, on in (
-            ("data.dataset", d.dataset not in ("fashion-mnist", "idx", "npz")),
+            ("data.dataset", d.dataset not in BUILTIN),
             ("model.name", cfg.model.name == "resnet18"),
             ("train.augment", cfg.train.augment != "none"),
         )

@@ -15,6 +15,8 @@ from fedcore.data import (
 )
 
 DATASETS = (*vision.DATASETS, "idx", "npz")
+# Read by the project's own readers, with no torchvision and no data.path needed.
+BUILTIN = ("fashion-mnist", "idx", "npz")
 
 
 @lru_cache(maxsize=4)

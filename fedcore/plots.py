@@ -104,12 +104,13 @@ def save_image_grid(
     for c in range(len(classes)):
         mine = img[np.flatnonzero(labels == c)[:per_class]]
         rows.append(np.concatenate([mine, *[blank] * (per_class - len(mine))]))
-    grid = tile(torch.from_numpy(np.concatenate(rows)).float(), per_class)
-    h = img.shape[2] + 2
+    pad = 2
+    grid = tile(torch.from_numpy(np.concatenate(rows)).float(), per_class, pad)
+    h = img.shape[2] + pad  # one row of images and the padding below it
     fig, ax = plt.subplots(figsize=(per_class * 0.9 + 1.2, len(classes) * 0.95))
     ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1)
     ax.set_xticks([])
-    ax.set_yticks([2 + h * c + h / 2 - 1 for c in range(len(classes))])
+    ax.set_yticks([pad + h * c + (h - pad) / 2 for c in range(len(classes))])
     ax.set_yticklabels([str(n)[:12] for n in classes], fontsize=6)
     ax.tick_params(length=0)
     for side in ax.spines.values():

@@ -135,7 +135,10 @@ def _mnist_like(tv: Any, name: str, path: str) -> tuple[list, tuple[str, ...]]:
             f"in {given}/{folder}/raw/"
             + (" or `apt-get install -y dataset-fashion-mnist`" if name == "fashion-mnist" else "")
         )
-    root = prepare_raw(source, folder, names)
+    if all((given / folder / "raw" / n).is_file() for n in names):
+        root = given  # a torchvision root with the files uncompressed: read in place
+    else:
+        root = prepare_raw(source, folder, names)
     splits = []
     for train in (True, False):
         try:

@@ -56,6 +56,8 @@ def test_mnist_family_from_a_torchvision_root_plain_or_gzipped(tmp_path, name, f
     s = vision.load(name, str(tmp_path))
     assert s.train.x.shape == (40, 1, 6, 6) and s.test.x.shape == (12, 1, 6, 6)
     assert s.train.y.tolist()[:6] == [0, 1, 2, 3, 4, 0] and len(s.train.classes) == 10
+    cached = list((tmp_path / "cache").rglob(f"{folder}-*"))
+    assert bool(cached) == (name == "mnist")  # plain files in a torchvision root: no copy
 
 
 def test_emnist_letters_labels_start_at_zero(tmp_path):
