@@ -230,9 +230,9 @@ def test_context_rows_join_the_bn_statistics_only(teacher, fmnist):
         teacher.eval()
         with torch.no_grad():
             teacher(torch.cat([x0, ctx]))
-        union = float(hooks.pop())
-        teacher(x0)
-        alone = float(hooks.pop())
+            union = float(hooks.pop())
+            teacher(x0)
+            alone = float(hooks.pop())
     finally:
         hooks.remove()
     assert res.bn_loss_end == pytest.approx(union, rel=1e-4) and union != pytest.approx(alone)
