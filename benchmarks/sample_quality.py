@@ -87,8 +87,11 @@ def client_subset(s: Splits, seed: int, per_class: int = 1000) -> ArrayDataset:
     return ArrayDataset(t.x[idx], t.y[idx], t.mean, t.std, t.classes)
 
 
-def missing_rows(teacher, s: Splits, cfg: InversionConfig, seed: int) -> list[dict]:
-    """The missing-classes experiment for one seed: one row per way of inverting."""
+def missing_rows(
+    teacher, s: Splits, cfg: InversionConfig, seed: int, only: list[str] | None = None
+) -> list[dict]:
+    """The missing-classes experiment for one seed: one row per way of inverting (``only``:
+    the ways whose names start with one of these)."""
     spec = s.train.spec
     real = client_subset(s, seed)
     counts = np.bincount(real.y.numpy(), minlength=10)
@@ -112,6 +115,8 @@ def missing_rows(teacher, s: Splits, cfg: InversionConfig, seed: int) -> list[di
     }
     rows = []
     for name, way in ways.items():
+        if only and not any(name.startswith(o) for o in only):
+            continue
         t0, syn, bn_end = time.perf_counter(), None, None
         if way is not None:
             r = invert(
@@ -178,6 +183,16 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2000, help="samples of the student rows")
     ap.add_argument("--skip-student", action="store_true", help="only the missing-class rows")
     ap.add_argument("--out", type=Path, default=RESULTS / "sample_quality.json")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="inversion settings changed for every row, e.g. jitter=0",
+    )
+    ap.add_argument("--ways", nargs="*", help="only the missing-class ways starting so")
+    ap.add_argument("--variants", nargs="*", help="only these student rows")
+    ap.add_argument("--inversion-seed", type=int, default=1, help="seed of the student rows")
     ap.add_argument("--report", action="store_true", help="print the tables of --out; run nothing")
     a = ap.parse_args()
     if a.report:
@@ -189,16 +204,24 @@ def main() -> None:
     out: dict = {"teacher_accuracy": float(evaluate(teacher, s.test)["accuracy"])}
     print(json.dumps(out), flush=True)
     base = InversionConfig()
+    for kv in a.set:
+        key, _, value = kv.partition("=")
+        kind = type(getattr(base, key))
+        base = replace(base, **{key: value == "true" if kind is bool else kind(value)})
+    out |= {"inversion": vars(base), "inversion_seed": a.inversion_seed}
     out["missing_classes"] = [
-        row for seed in range(a.seeds) for row in missing_rows(teacher, s, base, seed)
+        row for seed in range(a.seeds) for row in missing_rows(teacher, s, base, seed, a.ways)
     ]
     a.out.write_text(json.dumps(out, indent=2))
     if not a.skip_student:
         labels = torch.arange(10).repeat(a.samples // 10)
         out["student"] = []
         for name, change in STUDENT_VARIANTS.items():
+            if a.variants and name not in a.variants:
+                continue
             t0 = time.perf_counter()
-            r = invert(teacher, labels, replace(base, **change), s.train.spec, seed=1)
+            cfg = replace(base, **change)
+            r = invert(teacher, labels, cfg, s.train.spec, seed=a.inversion_seed)
             row = {
                 "variant": name,
                 "inversion_seconds": round(time.perf_counter() - t0, 1),
