@@ -210,11 +210,16 @@ def invert(
             ctx = None
             if ctx_all is not None and len(ctx_all):
                 ctx = ctx_all[: max(1, round(len(ctx_all) * len(yb) / cfg.batch_size))]
+
+            def forward(x: torch.Tensor, ctx: torch.Tensor | None = ctx) -> torch.Tensor:
+                """Logits of ``x``, forwarded beside the context rows (BN statistics only)."""
+                return model(x if ctx is None else torch.cat([x, ctx]))[: len(x)]
+
             opt = torch.optim.Adam([xb], lr=cfg.lr, betas=(0.5, 0.9))
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
             for step in range(steps):
                 xj = jitter_flip(xb, cfg.jitter, cfg.flip, gen)
-                logits = model(xj if ctx is None else torch.cat([xj, ctx]))[: len(yb)]
+                logits = forward(xj)
                 bn_loss = bn.pop()
                 loss = cfg.ce * F.cross_entropy(logits, yb) + cfg.bn * bn_loss
                 loss = loss + cfg.tv_l1 * tv_l1(xb) + cfg.tv_l2 * tv_l2(xb) + cfg.l2 * l2_prior(xb)
@@ -230,7 +235,7 @@ def invert(
                 with torch.no_grad():
                     xb.clamp_(lo, hi)
             with torch.no_grad():
-                logits = model(xb if ctx is None else torch.cat([xb, ctx]))[: len(yb)]
+                logits = forward(xb)
                 bn_end += float(bn.pop()) * yb.numel() / n
                 if steps == 0:
                     bn_start = bn_end
