@@ -1,13 +1,16 @@
-"""The method's levers: paired synthetic batches and missing-mass weighting (ZDAC)."""
+"""The method's levers: paired synthetic batches and missing-mass weighting (ZDAC), replay
+of the pools in the server's fine-tuning set (ZDAS)."""
 
 import numpy as np
 import pytest
 import torch
 
 from fedcore.algorithms.zdac import ZdacConfig, loss_weights
+from fedcore.algorithms.zdas import ZdasConfig, replay
 from fedcore.data import ArrayDataset
 from fedcore.models import build_model
 from fedcore.training import Paired, Samples, Synthetic, TrainConfig, evaluate, train_local
+from inversion import SyntheticPool
 
 
 def test_missing_mass_weights():
@@ -53,3 +56,24 @@ def test_synthetic_samples_teach_a_class_the_client_lacks(paired_batch_size):
         assert stats.steps == (4 if paired_batch_size else 6)  # paired: real batches only
         accs.append(evaluate(model, test)["accuracy"])
     assert accs[0] < 0.5 < accs[1] == 1.0
+
+
+def test_replay_tops_every_class_up_from_fresh_pool_samples():
+    pool = SyntheticPool(
+        torch.arange(12.0).view(12, 1),
+        torch.tensor([0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2]),
+        torch.tensor([5, 5, 5, 5, 5, 5, 5, 1, 1, 1, 1, 1]),  # class 2 was refined in round 1
+    )
+    y = torch.tensor([0, 0, 0])  # this round's samples: three of class 0
+    x_r, y_r = replay([pool], y, 4, 3, server_round=6, max_age=2,
+                      generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert sorted(y_r.tolist()) == [0, 1, 1, 1, 1]  # class 0 to 4, class 1 to 4, 2 is stale
+    assert set(x_r[y_r == 1].flatten().tolist()) <= {2.0, 3.0, 4.0, 5.0, 6.0}
+    assert replay([SyntheticPool()], y, 4, 3, 6, 2, torch.Generator()) is None
+    assert replay([pool], torch.tensor([0] * 4 + [1] * 4), 4, 2, 6, 2, torch.Generator()) is None
+
+
+def test_replay_refuses_distillation_targets_it_cannot_give():
+    assert ZdasConfig(replay_per_class=64).problems("zdas.") == []
+    (msg,) = ZdasConfig(replay_per_class=64, kd_weight=1.0).problems("zdas.")
+    assert msg.startswith("zdas.replay_per_class") and "zdas.kd_weight=0" in msg

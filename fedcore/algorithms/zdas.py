@@ -57,6 +57,7 @@ class ZdasConfig:
     pool_max_age: int = 5
     pool: str = "auto"  # warm starts from: client (a pool per client), class (one bank), auto
     pool_per_class: int = 256  # samples per class the class bank keeps (warm for skewed asks)
+    replay_per_class: int = 0  # top each class of the fine-tuning set up to this from the pools
     inversion: InversionConfig = field(default_factory=InversionConfig)
 
     def problems(self, prefix: str) -> list[str]:
@@ -70,6 +71,12 @@ class ZdasConfig:
             (self.samples_per_client >= 1, "samples_per_client: must be >= 1"),
             (self.pool in POOLS, f"pool: {self.pool!r} not in {POOLS}"),
             (self.pool_per_class >= 1, "pool_per_class: must be >= 1"),
+            (self.replay_per_class >= 0, "replay_per_class: must be >= 0 (0: off)"),
+            (
+                self.replay_per_class == 0 or self.kd_weight == 0,
+                "replay_per_class: replayed samples have no ensemble targets; set "
+                f"{prefix}kd_weight=0 or {prefix}replay_per_class=0",
+            ),
             (self.finetune_epochs >= 0, "finetune_epochs: must be >= 0"),
             (self.finetune_lr > 0, "finetune_lr: must be > 0"),
             (self.finetune_batch_size >= 2, "finetune_batch_size: must be >= 2 (BatchNorm)"),
@@ -109,6 +116,36 @@ def ensemble_weights(counts: Sequence[np.ndarray | None], num_classes: int) -> t
     m = torch.tensor(np.stack(counts), dtype=torch.float32)  # type: ignore[arg-type]
     total = m.sum(0, keepdim=True)
     return torch.where(total > 0, m / total.clamp_min(1), torch.full_like(m, 1 / len(counts)))
+
+
+def replay(
+    pools: Sequence[SyntheticPool],
+    y: torch.Tensor,
+    per_class: int,
+    num_classes: int,
+    server_round: int,
+    max_age: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Samples from ``pools`` (refined at most ``max_age`` rounds ago) that top every class
+    of ``y`` up to ``per_class``: under client sampling a round's client models cover a few
+    classes, and fine-tuning on those alone pulls the average away from the others."""
+    fresh = [p for p in pools if not p.is_empty()]
+    if not fresh:
+        return None
+    px = torch.cat([p.x for p in fresh])  # type: ignore[misc]
+    py = torch.cat([p.y for p in fresh])  # type: ignore[misc]
+    ok = server_round - torch.cat([p.rounds for p in fresh]) <= max_age  # type: ignore[misc]
+    picks = []
+    for c in range(num_classes):
+        need = per_class - int((y == c).sum())
+        have = torch.nonzero((py == c) & ok).flatten()
+        if need > 0 and len(have):
+            picks.append(have[torch.randperm(len(have), generator=generator)[:need]])
+    if not picks:
+        return None
+    idx = torch.cat(picks)
+    return px[idx], py[idx]
 
 
 def _bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -169,7 +206,16 @@ def zdas_finetune(
         warm_sum += warm / len(clients)
         inv_seconds += res.seconds
     x, y = torch.cat(xs), torch.cat(ys)
-    data = Samples(x, y)
+    data, replayed = Samples(x, y), 0
+    if cfg.replay_per_class > 0:
+        gen = torch.Generator().manual_seed(seed)
+        extra = replay(list(pools.values()), y, cfg.replay_per_class, spec.num_classes,
+                       server_round, cfg.pool_max_age, gen)  # fmt: skip
+        if extra is not None:
+            data, replayed = (
+                Samples(torch.cat([x, extra[0]]), torch.cat([y, extra[1]])),
+                len(extra[1]),
+            )
     if cfg.kd_weight > 0:
         w = ensemble_weights([c[2] for c in clients], spec.num_classes).to(device)  # (K, C)
         with torch.no_grad():
@@ -192,6 +238,7 @@ def zdas_finetune(
         state.update({k: v.cpu() for k, v in keep.items()})
     metrics = {
         "zdas-samples": float(len(y)),
+        "zdas-replayed": float(replayed),
         "zdas-inv-seconds": inv_seconds,
         "zdas-teacher-acc": acc,
         "zdas-bn-loss": bn_loss,
