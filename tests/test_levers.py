@@ -60,14 +60,15 @@ def test_synthetic_samples_teach_a_class_the_client_lacks(paired_batch_size):
 
 def test_replay_tops_every_class_up_from_fresh_pool_samples():
     pool = SyntheticPool(
-        torch.arange(12.0).view(12, 1),
-        torch.tensor([0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2]),
-        torch.tensor([5, 5, 5, 5, 5, 5, 5, 1, 1, 1, 1, 1]),  # class 2 was refined in round 1
+        torch.arange(13.0).view(13, 1),
+        torch.tensor([0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 0]),
+        torch.tensor([5, 5, 5, 5, 5, 5, 5, 1, 1, 1, 1, 1, 6]),  # class 2 was refined in round 1
     )
-    y = torch.tensor([0, 0, 0])  # this round's samples: three of class 0
+    y = torch.tensor([0, 0, 0])  # this round's (6) samples: three of class 0, one in the pool
     x_r, y_r = replay([pool], y, 4, 3, server_round=6, max_age=2,
                       generator=torch.Generator().manual_seed(0))  # fmt: skip
     assert sorted(y_r.tolist()) == [0, 1, 1, 1, 1]  # class 0 to 4, class 1 to 4, 2 is stale
+    assert set(x_r[y_r == 0].flatten().tolist()) <= {0.0, 1.0}  # not this round's sample 12
     assert set(x_r[y_r == 1].flatten().tolist()) <= {2.0, 3.0, 4.0, 5.0, 6.0}
     assert replay([SyntheticPool()], y, 4, 3, 6, 2, torch.Generator()) is None
     assert replay([pool], torch.tensor([0] * 4 + [1] * 4), 4, 2, 6, 2, torch.Generator()) is None

@@ -127,15 +127,17 @@ def replay(
     max_age: int,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Samples from ``pools`` (refined at most ``max_age`` rounds ago) that top every class
-    of ``y`` up to ``per_class``: under client sampling a round's client models cover a few
-    classes, and fine-tuning on those alone pulls the average away from the others."""
+    """Samples from ``pools`` refined in an earlier round (at most ``max_age`` rounds ago)
+    that top every class of ``y`` up to ``per_class``: under client sampling a round's client
+    models cover a few classes, and fine-tuning on those alone pulls the average away from the
+    others. This round's samples (already in the pools) are never drawn twice."""
     fresh = [p for p in pools if not p.is_empty()]
     if not fresh:
         return None
     px = torch.cat([p.x for p in fresh])  # type: ignore[misc]
     py = torch.cat([p.y for p in fresh])  # type: ignore[misc]
-    ok = server_round - torch.cat([p.rounds for p in fresh]) <= max_age  # type: ignore[misc]
+    age = server_round - torch.cat([p.rounds for p in fresh])  # type: ignore[misc]
+    ok = (age > 0) & (age <= max_age)
     picks = []
     for c in range(num_classes):
         need = per_class - int((y == c).sum())
