@@ -6,7 +6,9 @@ Warm starts (``zdas.pool``): one pool per client, refined when that client's nex
 arrives (``client``: right when every client trains every round), or one bank keyed by
 class that every arriving model draws from and refills (``class``: right under client
 sampling); ``auto`` picks ``class`` when a round trains fewer than all clients. Clients share their
-label counts only when asked (``zdas.share-label-counts``).
+label counts only when asked (``zdas.share-label-counts``). ``replay_per_class`` tops every
+class of the fine-tuning set up from the pools' samples of earlier rounds (a sampled round's
+models cover a few classes).
 """
 
 from __future__ import annotations
