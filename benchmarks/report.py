@@ -18,6 +18,7 @@ ROW_KEYS = (
     "rounds",
     "final_accuracy",
     "best_accuracy",
+    "last10_accuracy",
     "client_acc_mean",
     "client_acc_std",
     "client_acc_worst10",
@@ -60,6 +61,8 @@ def load_rows(cell_dir: Path) -> list[dict]:
             r["rounds_to_fedavg_final"] = rounds_to_reach(
                 r["accuracy_per_round"], ref["final_accuracy"]
             )
+        # under client sampling one round's accuracy swings: the mean of the last ten is steadier
+        r["last10_accuracy"] = float(np.mean(r["accuracy_per_round"][-10:]))
         rows.append({k: r.get(k) for k in ROW_KEYS})
     rows.sort(
         key=lambda r: (PART_ORDER.index(r["partition"]), ORDER.index(r["algorithm"]), r["seed"])
@@ -147,14 +150,14 @@ def markdown(
         "",
         "Accuracies in %; `±` is the std over seeds where a cell has several seeds. "
         f"`client std` and `worst-10%` are over the {yard.clients} clients' own test sets "
-        "(final round). "
+        "(final round). `last 10` is the mean global accuracy over the last ten rounds. "
         "`code` is the commit each cell ran from, one per seed in the `seeds` order where "
         "they differ (`+`: with uncommitted changes, listed in the "
         "cell's file; `?`: not recorded, the cell predates that record).",
         "",
-        "| partition | algorithm | seeds | final acc | best acc | client mean | client std "
-        "| worst-10% | s/round | inversion s/round | rounds to FedAvg final | code |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| partition | algorithm | seeds | final acc | best acc | last 10 | client mean "
+        "| client std | worst-10% | s/round | inversion s/round | rounds to FedAvg final | code |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (part, alg), rs in groups.items():
         reach = ", ".join("never" if r["rounds_to_fedavg_final"] is None and alg != "centralized"
@@ -163,6 +166,7 @@ def markdown(
             f"| {part} | {alg} | {','.join(str(r['seed']) for r in rs)} "
             f"| {_fmt([r['final_accuracy'] for r in rs])} "
             f"| {_fmt([r['best_accuracy'] for r in rs])} "
+            f"| {_fmt([r['last10_accuracy'] for r in rs])} "
             f"| {_fmt([r['client_acc_mean'] for r in rs])} "
             f"| {_fmt([r['client_acc_std'] for r in rs])} "
             f"| {_fmt([r['client_acc_worst10'] for r in rs])} "
