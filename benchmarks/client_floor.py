@@ -47,7 +47,7 @@ def score(model: nn.Module, fed: Federation) -> dict:
     x, y = fed.test.x, fed.test.y
     correct = (predictions(model, x) == y).numpy()
     labels = y.numpy()
-    per_class = [float(correct[labels == c].mean()) for c in range(int(labels.max()) + 1)]
+    per_class = [float(correct[labels == c].mean()) for c in range(fed.test.num_classes)]
     clients = [float(correct[idx].mean()) for idx in fed.client_test]
     out = {"test_accuracy": float(correct.mean()), "per_class_accuracy": per_class}
     return out | {k: v for k, v in fairness_summary(clients).items() if "best" not in k}

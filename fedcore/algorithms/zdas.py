@@ -133,12 +133,12 @@ def replay(
     that top every class of ``y`` up to ``per_class``: under client sampling a round's client
     models cover a few classes, and fine-tuning on those alone pulls the average away from the
     others. This round's samples (already in the pools) are never drawn twice."""
-    fresh = [p for p in pools if not p.is_empty()]
-    if not fresh:
+    filled = [p for p in pools if not p.is_empty()]
+    if not filled:
         return None
-    px = torch.cat([p.x for p in fresh])  # type: ignore[misc]
-    py = torch.cat([p.y for p in fresh])  # type: ignore[misc]
-    age = server_round - torch.cat([p.rounds for p in fresh])  # type: ignore[misc]
+    px = torch.cat([p.x for p in filled])  # type: ignore[misc]
+    py = torch.cat([p.y for p in filled])  # type: ignore[misc]
+    age = server_round - torch.cat([p.rounds for p in filled])  # type: ignore[misc]
     ok = (age > 0) & (age <= max_age)
     picks = []
     for c in range(num_classes):
@@ -210,16 +210,13 @@ def zdas_finetune(
         warm_sum += warm / len(clients)
         inv_seconds += res.seconds
     x, y = torch.cat(xs), torch.cat(ys)
-    data, replayed = Samples(x, y), 0
+    data = Samples(x, y)
     if cfg.replay_per_class > 0:
         gen = torch.Generator().manual_seed(seed)
         extra = replay(list(pools.values()), y, cfg.replay_per_class, spec.num_classes,
                        server_round, cfg.pool_max_age, gen)  # fmt: skip
         if extra is not None:
-            data, replayed = (
-                Samples(torch.cat([x, extra[0]]), torch.cat([y, extra[1]])),
-                len(extra[1]),
-            )
+            data = Samples(torch.cat([x, extra[0]]), torch.cat([y, extra[1]]))
     if cfg.kd_weight > 0:
         w = ensemble_weights([c[2] for c in clients], spec.num_classes).to(device)  # (K, C)
         with torch.no_grad():
@@ -242,7 +239,7 @@ def zdas_finetune(
         state.update({k: v.cpu() for k, v in keep.items()})
     metrics = {
         "zdas-samples": float(len(y)),
-        "zdas-replayed": float(replayed),
+        "zdas-replayed": float(len(data.y) - len(y)),
         "zdas-inv-seconds": inv_seconds,
         "zdas-teacher-acc": acc,
         "zdas-bn-loss": bn_loss,
