@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread per pytest-xdist worker: with torch's default (one per core) two workers'
+    # OpenMP threads spin against each other and a CPU-bound test runs 9x slower. The Flower
+    # processes an end-to-end test spawns inherit the variables.
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 from scripts.simulate import simulate
 
