@@ -77,10 +77,11 @@ FMNIST100 = Yardstick(
         "train.local_epochs=5 server.fraction_train=0.1 server.fraction_evaluate=0.1 "
         "server.evaluate_every=5"
     ),
-    # the cross-device ZDAS settings of the f100-zda-cheap50 trial (benchmarks/results/levers.md)
+    # the cross-device ZDAS settings of the f100-zda-cheap50 trial plus class replay
+    # (f100-zda-rep64b; benchmarks/results/levers.md)
     method_overrides=(
         "fedprox.mu=0.01 zdas.use_label_counts=true zdas.samples_per_client=50 "
-        "zdas.inversion.warm_steps=2"
+        "zdas.inversion.warm_steps=2 zdas.replay_per_class=64"
     ),
     extra_seeds=(("fedavg", "zda"), ("dir0.1", "c2"), (1, 2)),
     describe={
