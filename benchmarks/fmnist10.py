@@ -54,7 +54,14 @@ FMNIST10 = Yardstick(
     rounds=20,
     partitions=("dir0.5", "dir0.1", "c2", "c1"),
     federation="",
-    method_overrides="fedprox.mu=0.01 zdas.use_label_counts=true",
+    # the cost package of the f10-zda-pkg trials (benchmarks/results/levers.md): ZDAC's
+    # samples come from one bank the server inverts from the global model (sized to the
+    # largest per-class ask of these clients) instead of every client inverting its own
+    # budget, and ZDAS inverts 50 samples per client model with 2 warm steps
+    method_overrides=(
+        "fedprox.mu=0.01 zdas.use_label_counts=true zdac.pool=server zdac.bank_per_class=208 "
+        "zdac.inversion.warm_steps=2 zdas.samples_per_client=50 zdas.inversion.warm_steps=2"
+    ),
     extra_seeds=(("fedavg", "zda"), ("dir0.1", "c1"), (1, 2)),
     describe={
         "dataset": "fashion-mnist (60000 train / 10000 test)",
