@@ -4,10 +4,12 @@ from pathlib import Path
 import pytest
 
 from fedcore import vision
+from fedcore.algorithms.zdas import ZdasConfig
 from fedcore.config import ConfigError, config_from_run_config, load_config, parse_overrides
 from fedcore.datasets import BUILTIN
 from fedcore.federation import build_federation
 from fedcore.partition import PartitionError
+from fedcore.schema import from_flat
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,3 +97,13 @@ def test_zdas_round_window():
     assert all(load_config(None, "").zdas.active(r) for r in range(1, 30))
     with pytest.raises(ConfigError, match=r"zdas.end_round: must be 0 \(no end\) or >= "):
         load_config(None, "zdas.start_round=3 zdas.end_round=2")
+
+
+def test_a_partial_nested_section_keeps_its_parents_defaults():
+    """``zdas.inversion`` given in part keeps ZDAS's own inversion defaults (2 warm steps),
+    not InversionConfig's (5), and ZDAC's section keeps its own."""
+    cfg = load_config(None, "zdas.inversion.lr=0.05")
+    assert (cfg.zdas.inversion.lr, cfg.zdas.inversion.warm_steps) == (0.05, 2)
+    assert cfg.zdac.inversion.warm_steps == 5 and cfg.zdas.samples_per_client == 50
+    z = from_flat(ZdasConfig, {"zdas.inversion.steps": 7}, "zdas.")
+    assert (z.inversion.steps, z.inversion.warm_steps) == (7, 2)

@@ -46,7 +46,7 @@ class ZdasConfig:
 
     start_round: int = 1
     end_round: int = 0  # last round that fine-tunes; 0: every round from start_round on
-    samples_per_client: int = 100
+    samples_per_client: int = 50  # 50 x 2 warm steps: at or above 100 x 5 on both yardsticks
     use_label_counts: bool = False  # clients opt in to report counts; allocation follows them
     finetune_epochs: int = 3
     finetune_lr: float = 0.001  # small: 0.01 undid the average on #C=1 in our trials
@@ -60,7 +60,7 @@ class ZdasConfig:
     pool: str = "auto"  # warm starts from: client (a pool per client), class (one bank), auto
     pool_per_class: int = 256  # samples per class the class bank keeps (warm for skewed asks)
     replay_per_class: int = 0  # top each class of the fine-tuning set up to this from the pools
-    inversion: InversionConfig = field(default_factory=InversionConfig)
+    inversion: InversionConfig = field(default_factory=lambda: InversionConfig(warm_steps=2))
 
     def problems(self, prefix: str) -> list[str]:
         out = inversion_side_problems(self, prefix)
