@@ -38,22 +38,16 @@ def _check_type(value: Any, hint: Any, key: str, errors: list[str]) -> Any:
     return value
 
 
-def _field_default(f: dataclasses.Field) -> Any:
-    """A field's default value, or None where it has none."""
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return None if f.default is dataclasses.MISSING else f.default
-
-
 def build(cls: type, data: Any, prefix: str, errors: list[str], base: Any = None) -> Any:
     """Instantiate dataclass ``cls`` from nested ``data``; problems go to ``errors``.
 
     Keys absent from ``data`` keep ``base``'s values (default: ``cls()``); a nested section
     starts from its parent's default, so ``zdas.inversion`` keeps ZDAS's own inversion defaults.
     """
+    base = cls() if base is None else base
     if not isinstance(data, dict):
         errors.append(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
-        return cls() if base is None else base
+        return base
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for k in data:
@@ -66,13 +60,13 @@ def build(cls: type, data: Any, prefix: str, errors: list[str], base: Any = None
             continue
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint):
-            inner = _field_default(f) if base is None else getattr(base, f.name)
-            kwargs[f.name] = build(hint, data[f.name], f"{prefix}{f.name}.", errors, inner)
+            sub = f"{prefix}{f.name}."
+            kwargs[f.name] = build(hint, data[f.name], sub, errors, getattr(base, f.name))
         else:
             value = _check_type(data[f.name], hint, prefix + f.name, errors)
             if value is not _INVALID:
                 kwargs[f.name] = value
-    return cls(**kwargs) if base is None else dataclasses.replace(base, **kwargs)
+    return dataclasses.replace(base, **kwargs)
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:

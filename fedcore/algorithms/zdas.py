@@ -46,7 +46,7 @@ class ZdasConfig:
 
     start_round: int = 1
     end_round: int = 0  # last round that fine-tunes; 0: every round from start_round on
-    samples_per_client: int = 50  # 50 x 2 warm steps: at or above 100 x 5 on both yardsticks
+    samples_per_client: int = 50  # with 2 warm steps: level with or above 100 x 5 (levers.md)
     use_label_counts: bool = False  # clients opt in to report counts; allocation follows them
     finetune_epochs: int = 3
     finetune_lr: float = 0.001  # small: 0.01 undid the average on #C=1 in our trials
