@@ -12,10 +12,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from fedcore.config import ExperimentConfig
 from fedcore.data import ArrayDataset
 from fedcore.datasets import load_dataset
+from fedcore.experiment import ExperimentConfig
 from fedcore.partition import PARTITIONERS, PartitionError, client_test_indices, label_counts
+from fedcore.seeds import CLIENT_TEST, derive_seed
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,9 @@ def build_federation(cfg: ExperimentConfig) -> Federation:
     test_labels = test.y.numpy()
     size = min(cfg.partition.client_test_size, len(test))
     client_test = tuple(
-        client_test_indices(test_labels, counts[i], size, seed=cfg.partition_seed * 7919 + i)
+        client_test_indices(
+            test_labels, counts[i], size, seed=derive_seed(cfg.partition_seed, i, CLIENT_TEST)
+        )
         for i in range(len(parts))
     )
     return Federation(train, test, tuple(parts), client_test, counts)

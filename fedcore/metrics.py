@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def tail_mean(values: Sequence[float], fraction: float, worst: bool) -> float:
+def tail_mean(values: Sequence[float] | np.ndarray, fraction: float, worst: bool) -> float:
     """Mean of the worst (lowest) or best ``fraction`` of values, at least one value."""
     v = np.sort(np.asarray(values, dtype=float))
     k = max(1, math.ceil(fraction * len(v)))

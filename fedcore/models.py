@@ -1,7 +1,10 @@
-"""Models with BatchNorm, chosen by name. BatchNorm matters: inversion matches its statistics."""
+"""Models by name: the built-in ones (with BatchNorm, whose statistics inversion matches), or
+your own as ``"package.module:factory"``, a callable that returns an ``nn.Module`` for
+``(in_channels, num_classes)``."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 import torch
@@ -84,11 +87,54 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def model_factory(name: str) -> Callable[[int, int], nn.Module]:
+    """The factory ``(in_channels, num_classes) -> nn.Module`` that ``name`` names."""
+    if name in MODELS:
+        builtin = MODELS[name]
+        return lambda c, k: builtin(in_channels=c, num_classes=k)
+    module, sep, attr = name.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(
+            f"model.name: {name!r} is neither a built-in model {tuple(MODELS)} nor "
+            "'package.module:factory' (a callable returning an nn.Module for "
+            "(in_channels, num_classes))"
+        )
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(
+            f"model.name: cannot import {attr!r} from {module!r} ({e}); the module must be "
+            "importable from the app's directory (e.g. examples/own_model.py -> "
+            "'examples.own_model:factory')"
+        ) from e
+    if not callable(factory):
+        raise ValueError(f"model.name: {name!r} is not callable")
+    return factory
+
+
 def build_model(name: str, in_channels: int, num_classes: int) -> nn.Module:
-    """Instantiate a registered model by name."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    return MODELS[name](in_channels=in_channels, num_classes=num_classes)
+    """Instantiate a model by name (built-in, or ``package.module:factory``)."""
+    model = model_factory(name)(in_channels, num_classes)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model.name: {name!r} returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def model_problems(name: str) -> list[str]:
+    """Why ``name`` names no model factory (empty when it does)."""
+    try:
+        model_factory(name)
+    except ValueError as e:
+        return [str(e)]
+    return []
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` has a BatchNorm layer that tracks running statistics."""
+    return any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None
+        for m in model.modules()
+    )
 
 
 def num_parameters(model: nn.Module) -> int:

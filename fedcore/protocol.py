@@ -18,25 +18,29 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from fedcore.types import StateDict
+
 if TYPE_CHECKING:
     from flwr.app import ArrayRecord, RecordDict
-
-StateDict = dict[str, torch.Tensor]
 
 # Records of a message's RecordDict
 ARRAYS, CONFIG, METRICS, PREVIEW = "arrays", "config", "metrics", "preview"
 # ConfigRecord keys (server -> client)
 SERVER_ROUND, SEED = "server-round", "seed"
 STATE_KEYS = "state-keys"  # under SecAgg+: the parameter names, in the order of the arrays
-PROXIMAL_MU = "proximal-mu"  # FedProx (Flower's own name for it)
+PROXIMAL_MU = "proximal-mu"  # FedProx's fedprox.mu (Flower's own name for it)
+FEDLC_TAU = "fedlc.tau"  # FedLC's calibration strength
+QFFL_ASK = "qfedavg.report-loss"  # q-FedAvg asks clients for their loss before training
 ZDAC_PREFIX = "zdac."  # ZDAC's settings, flattened
-SHARE_LABEL_COUNTS = "zdas.share-label-counts"  # ZDAS asks clients for their label counts
+SHARE_LABEL_COUNTS = "zdas.share_label_counts"  # ZDAS asks clients for their label counts
 # ArrayRecords (server -> client, client -> server)
 SCAFFOLD_C, SCAFFOLD_DC = "scaffold-c", "scaffold-dc"
 ZDAC_BANK = "zdac-bank"  # synthetic samples the server inverted from the global model
 # MetricRecord keys (client -> server)
 NUM_EXAMPLES, PARTITION_ID, NUM_PARTITIONS = "num-examples", "partition-id", "num-partitions"
 LABEL_COUNTS = "label-counts"
+QFFL_LOSS = "qffl-loss"  # q-FedAvg: the received model's loss on the client's own data
+QFFL_STEP = "qffl-step"  # q-FedAvg: the client's K * lr / (1 - momentum)
 ACCURACY, LOSS = "accuracy", "loss"
 
 
@@ -46,6 +50,13 @@ def _flwr():
     from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
     return ArrayRecord, MetricRecord, RecordDict
+
+
+def number(value: Any) -> float:
+    """A scalar record value as a float (records type their values as unions)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
 
 
 def state_to_record(state: StateDict) -> ArrayRecord:
@@ -72,12 +83,12 @@ class TrainRequest:
 
 def decode_train_request(content: RecordDict) -> TrainRequest:
     """The global model, round, seed, algorithm config and extra arrays of a train message."""
-    config = dict(content[CONFIG])
+    config = dict(content.config_records[CONFIG])
     arrays = {k: record_to_state(v) for k, v in content.array_records.items() if k != ARRAYS}
     return TrainRequest(
-        record_to_state(content[ARRAYS]),
-        int(config[SERVER_ROUND]),
-        int(config.get(SEED, 0)),
+        record_to_state(content.array_records[ARRAYS]),
+        int(number(config[SERVER_ROUND])),
+        int(number(config.get(SEED, 0))),
         config,
         arrays,
     )
@@ -146,8 +157,8 @@ def decode_train_reply(
         preview = (p["x"], p["y"].long())
     m = dict(content.metric_records[METRICS])
     return TrainReply(
-        int(m.pop(PARTITION_ID)),
-        int(m.pop(NUM_EXAMPLES)),
+        int(number(m.pop(PARTITION_ID))),
+        int(number(m.pop(NUM_EXAMPLES))),
         states.pop(ARRAYS),
         m,
         states,
@@ -183,7 +194,8 @@ def decode_eval_reply(content: RecordDict, max_examples: int) -> EvalReply | str
     if reason:
         return reason
     m = content.metric_records[METRICS]
-    return EvalReply(int(m[PARTITION_ID]), int(m[NUM_EXAMPLES]), float(m[ACCURACY]), float(m[LOSS]))
+    pid, n = int(number(m[PARTITION_ID])), int(number(m[NUM_EXAMPLES]))
+    return EvalReply(pid, n, number(m[ACCURACY]), number(m[LOSS]))
 
 
 # ------------------------------------------------------------------ who is who
@@ -207,7 +219,7 @@ def encode_partition(partition_id: int, num_partitions: int) -> RecordDict:
 def decode_partition(content: RecordDict) -> tuple[int, int]:
     """``(partition-id, num-partitions)`` from a query reply."""
     m = content.metric_records[METRICS]
-    return int(m[PARTITION_ID]), int(m[NUM_PARTITIONS])
+    return int(number(m[PARTITION_ID])), int(number(m[NUM_PARTITIONS]))
 
 
 # ------------------------------------------------------------------ checks

@@ -16,17 +16,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedcore.algorithms import Algorithm, ServerSetup, build_algorithm, client_hooks
+from fedcore.algorithms import Algorithm, build_algorithm, client_hooks, model_problems
 from fedcore.algorithms.base import ClientRound, LocalPlan, ServerStep
 from fedcore.algorithms.fedavg import weighted_average
-from fedcore.config import ExperimentConfig
 from fedcore.data import DataSpec
+from fedcore.experiment import ConfigError, ExperimentConfig
 from fedcore.federation import Federation
 from fedcore.models import build_model
 from fedcore.protocol import SEED, SERVER_ROUND, TrainReply, TrainRequest
-from fedcore.training import train_local
-
-StateDict = dict[str, torch.Tensor]
+from fedcore.seeds import client_seed
+from fedcore.training import LocalData, train_local
+from fedcore.types import StateDict
 
 
 @dataclass
@@ -50,13 +50,15 @@ def build_server(
         return build_model(cfg.model.name, spec.channels, spec.num_classes)
 
     model = make_model()
+    problems = model_problems(cfg.algorithm, cfg.sections(), model)
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
     names = tuple(n for n, _ in model.named_parameters())
-    return model, build_algorithm(ServerSetup(cfg, spec, make_model, device, names))
-
-
-def client_seed(seed: int, server_round: int, partition_id: int) -> int:
-    """The client's seed for a round (its training shuffles, its inversion noise)."""
-    return (seed * 1_000_003 + server_round) * 1_009 + partition_id
+    algorithm = build_algorithm(
+        cfg.algorithm, cfg.sections(), cfg.run_context,
+        spec=spec, make_model=make_model, device=device, param_names=names,
+    )  # fmt: skip
+    return model, algorithm
 
 
 def client_update(
@@ -88,14 +90,13 @@ def client_update(
         state=state,
         device=device,
     )
-    plan = LocalPlan()
+    plan = LocalPlan(LocalData.real(trainset))
     hooks = client_hooks(request.config, request.arrays)
     for hook in hooks:
         hook.before(rnd, plan)
     stats = train_local(
-        model, trainset, cfg.train, device=device, seed=rnd.seed,
-        regularizer=plan.regularizer(), grad_correction=plan.grad_correction,
-        synthetic=plan.synthetic,
+        model, plan.data, cfg.train, device=device, seed=rnd.seed,
+        terms=plan.loss_terms(), grad_correction=plan.grad_correction(),
     )  # fmt: skip
     for hook in hooks:
         hook.after(rnd, stats, plan)
@@ -132,6 +133,7 @@ def weighted_metrics(records: list[dict], weights: list[float]) -> dict[str, flo
 
 
 def run_round(
+    cfg: ExperimentConfig,
     algorithm: Algorithm,
     fed: Federation,
     global_state: StateDict,
@@ -141,10 +143,10 @@ def run_round(
     device: torch.device,
 ) -> tuple[ServerStep, dict[str, float]]:
     """One round in this process: the sampled ``partitions`` train, the server aggregates."""
-    cfg = algorithm.setup.cfg
-    config = {SERVER_ROUND: server_round, SEED: cfg.seed} | algorithm.train_config(server_round)
+    seed = algorithm.setup.run.seed
+    config = {SERVER_ROUND: server_round, SEED: seed} | algorithm.train_config(server_round)
     arrays = algorithm.train_arrays(server_round, global_state)
-    request = TrainRequest(global_state, server_round, cfg.seed, config, arrays)
+    request = TrainRequest(global_state, server_round, seed, config, arrays)
     replies = []
     for pid in partitions:
         up = client_update(cfg, fed, pid, request, client_states.setdefault(pid, {}), device)

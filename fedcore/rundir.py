@@ -50,7 +50,7 @@ class RunDir:
         (path / "plots").mkdir(parents=True)
         self.images = path / "images"
         self.images.mkdir()
-        self.rows: list[dict[str, Any]] = []
+        self.rows = []
         (path / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         self.write_json(
             "meta.json",

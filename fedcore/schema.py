@@ -59,7 +59,7 @@ def build(cls: type, data: Any, prefix: str, errors: list[str], base: Any = None
         if f.name not in data:
             continue
         hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             sub = f"{prefix}{f.name}."
             kwargs[f.name] = build(hint, data[f.name], sub, errors, getattr(base, f.name))
         else:
@@ -85,13 +85,22 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     """A dataclass instance (or nested dict) as ``{"prefix.field.sub": value}``."""
-    items = dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+    is_instance = dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+    items = dataclasses.asdict(obj) if is_instance else obj
     out: dict[str, Any] = {}
     for k, v in items.items():
         if isinstance(v, dict):
             out |= flatten(v, f"{prefix}{k}.")
         else:
             out[prefix + k] = v
+    return out
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra``'s values on top, merged section by section."""
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 

@@ -1,16 +1,18 @@
 """The one SGD loop (client updates and server fine-tuning) and evaluation.
 
-:func:`sgd_train` trains on labelled samples with optional per-sample weights and teacher
-logits (distillation), a regulariser (FedProx's proximal term) and a gradient correction
-(SCAFFOLD's ``c - c_i``). :func:`train_local` is the client update built on it: real data
-plus optional :class:`Synthetic` samples (ZDAC). ZDAS fine-tunes with the same loop.
+:func:`sgd_train` trains on labelled samples with optional per-sample weights, teacher
+logits (distillation) and a second sample set drawn beside every batch; what algorithms add
+to a client's loss plugs in generically: logit adjustments used by the cross-entropy
+(FedLC), loss terms on the outputs (given logits, labels and each sample's origin), weight
+regularisers (FedProx) and gradient corrections (SCAFFOLD). :func:`train_local` is the
+client update on a :class:`LocalData`; ZDAS fine-tunes with the same loop.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -25,12 +27,12 @@ from fedcore.vision import AUGMENTATIONS, augmenter
 class TrainConfig:
     """Client optimiser settings (SGD)."""
 
-    local_epochs: int = 1
-    batch_size: int = 32
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    augment: str = "none"  # "crop-flip": CIFAR's random padded crop + flip of every batch
+    local_epochs: int = 1  # passes over the client's data per round
+    batch_size: int = 32  # client SGD batch size (>= 2; a last batch of 1 is skipped)
+    lr: float = 0.01  # client SGD learning rate
+    momentum: float = 0.9  # client SGD momentum, in [0, 1)
+    weight_decay: float = 0.0  # client SGD weight decay (L2; 0: none)
+    augment: str = "none"  # "none" or "crop-flip": CIFAR's random padded crop + flip of every batch
 
     def problems(self, prefix: str) -> list[str]:
         """Every invalid setting, as ``prefix + key: what is wrong`` messages."""
@@ -60,7 +62,9 @@ class Samples:
     """Labelled inputs for :func:`sgd_train`.
 
     ``weights`` scale each sample's cross-entropy (None: the plain batch mean);
-    ``teacher_logits`` (rows where ``distill`` is True) are distillation targets.
+    ``teacher_logits`` (rows where ``distill`` is True) are distillation targets;
+    ``origin`` marks each sample's source (:data:`REAL` or :data:`SYNTHETIC`; None: all
+    ``default_origin``).
     """
 
     x: torch.Tensor
@@ -68,6 +72,14 @@ class Samples:
     weights: torch.Tensor | None = None
     teacher_logits: torch.Tensor | None = None
     distill: torch.Tensor | None = None
+    origin: torch.Tensor | None = None
+    default_origin: int = 0
+
+    def origin_of(self, idx: torch.Tensor) -> torch.Tensor:
+        """The origin of the samples at ``idx``."""
+        if self.origin is None:
+            return torch.full((idx.shape[0],), self.default_origin, dtype=torch.long)
+        return self.origin[idx]
 
 
 @dataclass(frozen=True)
@@ -77,27 +89,6 @@ class Objective:
     ce_weight: float = 1.0
     kd_weight: float = 0.0
     temperature: float = 1.0
-
-
-@dataclass
-class Synthetic:
-    """Synthetic inputs with labels for a client update; with ``teacher_logits`` their loss
-    also includes ``kd_weight`` times distillation.
-
-    Shuffled in (``paired_batch_size`` 0): each synthetic sample's cross-entropy weighs
-    ``weight`` and each real sample's ``real_weight``. Paired: every real batch is trained
-    together with the next ``paired_batch_size`` synthetic samples (cycled), and the step's
-    loss is ``real_weight * loss(real batch) + weight * loss(synthetic batch)``.
-    """
-
-    x: torch.Tensor
-    y: torch.Tensor
-    weight: float = 1.0
-    teacher_logits: torch.Tensor | None = None
-    kd_weight: float = 0.0
-    temperature: float = 1.0
-    real_weight: float = 1.0
-    paired_batch_size: int = 0
 
 
 @dataclass
@@ -119,7 +110,41 @@ class Paired:
                 yield order[start : start + self.batch_size]
 
 
-Regularizer = Callable[[nn.Module], torch.Tensor]
+REAL, SYNTHETIC = 0, 1  # a sample's origin, as loss terms and logit adjustments see it
+
+Regularizer = Callable[[nn.Module], torch.Tensor]  # model -> loss added to every batch
+LogitAdjust = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, origin) -> logits
+OutputTerm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (z, y, origin)
+
+
+@dataclass
+class LocalData:
+    """What a client update trains on: the main samples with their objective, an optional
+    second set drawn beside every batch, and how many samples are the client's own."""
+
+    samples: Samples
+    num_real: int
+    objective: Objective = Objective()
+    paired: Paired | None = None
+
+    @classmethod
+    def real(cls, dataset: Dataset) -> LocalData:
+        """The client's own data: every sample weighs 1."""
+        x, y = as_tensors(dataset)
+        return cls(Samples(x, y, torch.ones(int(y.shape[0]))), int(y.shape[0]))
+
+
+@dataclass
+class LossTerms:
+    """What client hooks add to every batch loss (see :func:`sgd_train`)."""
+
+    logit_adjust: list[LogitAdjust] = field(default_factory=list)
+    output_terms: list[OutputTerm] = field(default_factory=list)
+    regularizers: list[Regularizer] = field(default_factory=list)
+
+    def active(self) -> bool:
+        """Whether any logit adjustment or output term needs the samples' origins."""
+        return bool(self.logit_adjust or self.output_terms)
 
 
 def as_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,16 +167,31 @@ def iterate_batches(
 
 
 def _batch_loss(
-    logits: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor, data: Samples, obj: Objective
+    logits: torch.Tensor,
+    yb: torch.Tensor,
+    idx: torch.Tensor,
+    data: Samples,
+    obj: Objective,
+    adjust: Sequence[LogitAdjust] = (),
 ) -> torch.Tensor:
     device = logits.device
+    ce_logits = logits
+    if adjust:
+        origin = data.origin_of(idx).to(device)
+        for f in adjust:
+            ce_logits = f(ce_logits, origin)
     if data.weights is None:
-        loss = obj.ce_weight * F.cross_entropy(logits, yb)
+        loss = obj.ce_weight * F.cross_entropy(ce_logits, yb)
     else:
         wb = data.weights[idx].to(device)
-        loss = obj.ce_weight * (F.cross_entropy(logits, yb, reduction="none") * wb).sum() / wb.sum()
+        ce = F.cross_entropy(ce_logits, yb, reduction="none")
+        loss = obj.ce_weight * (ce * wb).sum() / wb.sum()
     if obj.kd_weight > 0 and data.teacher_logits is not None:
-        sel = data.distill[idx] if data.distill is not None else torch.ones_like(idx, dtype=bool)
+        sel = (
+            data.distill[idx]
+            if data.distill is not None
+            else torch.ones_like(idx, dtype=torch.bool)
+        )
         if sel.any():
             target = data.teacher_logits[idx][sel].to(device)
             loss = loss + obj.kd_weight * distillation_loss(
@@ -168,7 +208,7 @@ def sgd_train(
     *,
     device: torch.device | str = "cpu",
     seed: int = 0,
-    regularizer: Regularizer | None = None,
+    terms: LossTerms | None = None,
     grad_correction: list[torch.Tensor] | None = None,
     bn_train: bool = True,
     paired: Paired | None = None,
@@ -176,13 +216,16 @@ def sgd_train(
     """Train ``model`` in place: ``cfg.local_epochs`` shuffled passes of SGD over ``data``
     (each batch augmented first when ``cfg.augment`` asks).
 
-    ``regularizer(model)`` is added to every batch loss; ``grad_correction`` (one tensor per
-    parameter) to every gradient. With ``bn_train`` off, BatchNorm normalises with its
-    running statistics (eval mode) and leaves them unchanged. With ``paired``, each batch is
-    forwarded together with a batch of ``paired.data`` and the two losses are weighted.
+    With ``paired``, each batch is forwarded together with a batch of ``paired.data`` and
+    the two losses are weighted. ``terms``: the cross-entropy uses the logits after every
+    ``logit_adjust``; every ``output_terms(logits, labels, origin)`` and
+    ``regularizers(model)`` is added to the batch loss. ``grad_correction`` (one tensor per
+    parameter) is added to every gradient. With ``bn_train`` off, BatchNorm normalises with
+    its running statistics (eval mode) and leaves them unchanged.
     """
     t0 = time.perf_counter()
     device = torch.device(device)
+    terms = terms or LossTerms()
     model.to(device).train(bn_train)
     opt = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
@@ -191,6 +234,7 @@ def sgd_train(
     gen = torch.Generator().manual_seed(seed)
     extra = paired.batches(torch.Generator().manual_seed(seed + 1)) if paired else None
     augment = augmenter(cfg.augment, tuple(data.x.shape[1:])) if cfg.augment != "none" else None
+    adjust = terms.logit_adjust
     total, steps = 0.0, 0
     for _ in range(cfg.local_epochs):
         for xb, yb, idx in iterate_batches(data.x, data.y, cfg.batch_size, gen):
@@ -201,23 +245,34 @@ def sgd_train(
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             if paired is None or extra is None:
                 logits = model(xb)
-                loss = _batch_loss(logits, yb, idx, data, objective)
+                loss = _batch_loss(logits, yb, idx, data, objective, adjust)
+                if terms.output_terms:
+                    origin = data.origin_of(idx).to(device)
             else:
                 pidx = next(extra)
                 px = paired.data.x[pidx].to(device, non_blocking=True)
                 py = paired.data.y[pidx].to(device, non_blocking=True)
-                both = model(torch.cat([xb, px]))
+                logits = model(torch.cat([xb, px]))
                 n = yb.shape[0]
                 loss = paired.main_weight * _batch_loss(
-                    both[:n], yb, idx, data, objective
-                ) + paired.weight * _batch_loss(both[n:], py, pidx, paired.data, paired.objective)
-            if regularizer is not None:
-                loss = loss + regularizer(model)
+                    logits[:n], yb, idx, data, objective, adjust
+                ) + paired.weight * _batch_loss(
+                    logits[n:], py, pidx, paired.data, paired.objective, adjust
+                )
+                if terms.output_terms:
+                    yb = torch.cat([yb, py])
+                    origin = torch.cat([data.origin_of(idx), paired.data.origin_of(pidx)])
+                    origin = origin.to(device)
+            for term in terms.output_terms:
+                loss = loss + term(logits, yb, origin)
+            for reg in terms.regularizers:
+                loss = loss + reg(model)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if corr is not None:
                 for p, c in zip(model.parameters(), corr, strict=True):
-                    p.grad.add_(c)
+                    if p.grad is not None:
+                        p.grad.add_(c)
             opt.step()
             total += float(loss.detach())
             steps += 1
@@ -226,50 +281,23 @@ def sgd_train(
 
 def train_local(
     model: nn.Module,
-    dataset: Dataset,
+    data: LocalData | Dataset,
     cfg: TrainConfig,
     *,
     device: torch.device | str = "cpu",
     seed: int = 0,
-    regularizer: Regularizer | None = None,
+    terms: LossTerms | None = None,
     grad_correction: list[torch.Tensor] | None = None,
-    synthetic: Synthetic | None = None,
 ) -> TrainStats:
-    """A client update: SGD on ``dataset`` plus ``synthetic`` samples shuffled in with their
-    own weight; ``num_examples`` counts the real samples only."""
-    x, y = as_tensors(dataset)
-    n_real = int(y.shape[0])
-    data = Samples(x, y, torch.ones(n_real))
-    objective = Objective()
-    paired = None
-    if synthetic is not None and synthetic.y.numel() > 0 and synthetic.paired_batch_size > 0:
-        s = synthetic
-        syn = Samples(s.x.detach().to(x.dtype).cpu(), s.y.long().cpu(), None, s.teacher_logits)
-        kd = s.kd_weight if s.teacher_logits is not None else 0.0
-        paired = Paired(
-            syn, s.paired_batch_size, s.weight, s.real_weight, Objective(1.0, kd, s.temperature)
-        )
-        data = Samples(x, y)
-    elif synthetic is not None and synthetic.y.numel() > 0:
-        n_syn = synthetic.y.numel()
-        data = Samples(
-            torch.cat([x, synthetic.x.detach().to(x.dtype).cpu()]),
-            torch.cat([y, synthetic.y.long().cpu()]),
-            torch.cat(
-                [data.weights * synthetic.real_weight, torch.full((n_syn,), synthetic.weight)]
-            ),
-        )
-        if synthetic.teacher_logits is not None and synthetic.kd_weight > 0:
-            data.teacher_logits = torch.cat(
-                [torch.zeros(n_real, synthetic.teacher_logits.shape[1]), synthetic.teacher_logits]
-            )
-            data.distill = torch.arange(n_real + n_syn) >= n_real
-            objective = Objective(1.0, synthetic.kd_weight, synthetic.temperature)
+    """A client update: SGD on ``data`` (a plain dataset: every sample weighing 1);
+    ``num_examples`` counts the client's own samples."""
+    data = data if isinstance(data, LocalData) else LocalData.real(data)
     stats = sgd_train(
-        model, data, cfg, objective, device=device, seed=seed,
-        regularizer=regularizer, grad_correction=grad_correction, paired=paired,
+        model, data.samples, cfg, data.objective, device=device, seed=seed, terms=terms,
+        grad_correction=grad_correction, paired=data.paired,
     )  # fmt: skip
-    return replace(stats, num_examples=n_real)
+    stats.num_examples = data.num_real
+    return stats
 
 
 def distillation_loss(

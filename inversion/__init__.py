@@ -4,17 +4,17 @@ Plain PyTorch: nothing here knows Flower or the federated code that uses it.
 """
 
 from inversion.allocation import allocate, labels_for, proportional_counts
+from inversion.bank import SyntheticBank, invert_with_bank
 from inversion.engine import InputSpec, InversionConfig, InversionResult, invert
-from inversion.pool import SyntheticPool, invert_with_pool
 
 __all__ = [
     "InputSpec",
     "InversionConfig",
     "InversionResult",
-    "SyntheticPool",
+    "SyntheticBank",
     "allocate",
     "invert",
-    "invert_with_pool",
+    "invert_with_bank",
     "labels_for",
     "proportional_counts",
 ]

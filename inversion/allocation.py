@@ -3,10 +3,14 @@
 * ``uniform``: the budget split equally over all classes.
 * ``complement``: only classes the client lacks relative to its largest class, each in
   proportion to its deficit ``max_count - count_c``, so that real + synthetic approaches a
-  uniform class mix (fully when the budget covers the whole deficit).
+  uniform class mix (fully when the budget covers the whole deficit; a larger budget is
+  capped at the deficit, and a balanced client gets nothing).
 
-The budget is a sample count (``budget >= 1``) or a ratio of local data (``0 < budget < 1``
-or any float with ``budget_is_ratio``).
+:func:`allocate` takes the mode, the client's real label ``counts`` and one ``budget``: a
+sample count when ``budget >= 1`` (rounded), else a ratio of the client's local data
+(``0 <= budget < 1``: ``round(budget * counts.sum())`` samples); a negative budget is an
+error (:func:`budget_size`). Counts are split by largest remainder
+(:func:`proportional_counts`), and :func:`labels_for` expands them into a label vector.
 """
 
 from __future__ import annotations

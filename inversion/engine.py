@@ -47,19 +47,19 @@ class InversionConfig:
     """Every weight, step count and learning rate of the inversion."""
 
     steps: int = 100  # steps when starting from noise (cold start)
-    warm_steps: int = 5  # steps when refining samples from a pool (warm start)
-    lr: float = 0.1
-    batch_size: int = 256
-    ce: float = 1.0
-    bn: float = 1.0
-    first_bn_multiplier: float = 10.0
-    tv_l1: float = 0.0
-    tv_l2: float = 1e-4
-    l2: float = 1e-5
-    adi: float = 0.0
-    adi_temperature: float = 3.0
-    jitter: int = 2
-    flip: bool = False  # horizontal flips; off by default (Fashion-MNIST items are oriented)
+    warm_steps: int = 5  # steps when refining samples from a bank (warm start)
+    lr: float = 0.1  # Adam learning rate on the inputs, cosine-annealed over the steps
+    batch_size: int = 256  # samples optimised together (one BN-statistics batch)
+    ce: float = 1.0  # weight of the cross-entropy towards the target labels
+    bn: float = 1.0  # weight of matching BatchNorm running statistics
+    first_bn_multiplier: float = 10.0  # factor on the first BatchNorm layer's term
+    tv_l1: float = 0.0  # weight of the absolute-difference total variation prior
+    tv_l2: float = 1e-4  # weight of the squared-difference total variation prior
+    l2: float = 1e-5  # weight of the mean squared input prior
+    adi: float = 0.0  # weight of 1 - JS(model || student); ZDAS only (student: the average)
+    adi_temperature: float = 3.0  # softmax temperature of that JS divergence
+    jitter: int = 2  # random roll of up to this many pixels each step (0: off)
+    flip: bool = False  # random horizontal flips; off by default (Fashion-MNIST items are oriented)
 
     def problems(self, prefix: str) -> list[str]:
         """Every invalid setting, as ``prefix + key: what is wrong`` messages."""
@@ -112,12 +112,15 @@ class BNStatsLoss:
         self.weights = [first_multiplier] + [1.0] * (len(self.layers) - 1)
         self.handles = [layer.register_forward_hook(self._hook) for layer in self.layers]
 
-    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], _out) -> torch.Tensor:
+    def _hook(
+        self, module: nn.modules.batchnorm._BatchNorm, inputs: tuple[torch.Tensor, ...], _out
+    ) -> torch.Tensor:
         x = inputs[0]
         shape = [1, -1] + [1] * (x.dim() - 2)
         dims = [0, *range(2, x.dim())]
         n = x.numel() // x.shape[1]
         rm, rv = module.running_mean, module.running_var
+        assert rm is not None and rv is not None  # only layers that track statistics
         d = x - rm.view(shape)
         mean_gap = d.sum(dims) / n  # batch mean - running mean
         var = (d * d).sum(dims) / n - mean_gap * mean_gap

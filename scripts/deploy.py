@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fedcore.config import run_config_file
+from fedcore.runconfig import run_config_file
 from scripts.certs import make_supernode_keys, make_tls
 
 ROOT = Path(__file__).resolve().parent.parent

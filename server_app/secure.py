@@ -1,8 +1,8 @@
 """The server half of secure aggregation (SecAgg+): the rounds of an algorithm whose server
-only averages (fedavg, fedprox, zdac), with no single client's model ever seen.
+only averages (fedavg, fedprox, fedlc, zdac), with no single client's model ever seen.
 
 Flower 1.42's ``SecAggPlusWorkflow`` drives a legacy ``Strategy`` inside ``DefaultWorkflow``
-(see the README, *Secure aggregation*). The legacy FedAvg here sends the model in
+(see docs/deployment.md, *Secure aggregation*). The legacy FedAvg here sends the model in
 ``state_dict`` order with the algorithm's train config and the parameter names
 (``state-keys``); after each round's secure sum its ``evaluate_fn`` hands the new model to
 the same round callback as the ordinary loop, with the federated evaluation of that round

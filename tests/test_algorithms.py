@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from fedcore.algorithms import ALGORITHMS, ServerSetup, build_algorithm, client_hooks
+from fedcore.algorithms import ALGORITHMS, Algorithm, build_algorithm, client_hooks, resolve
 from fedcore.algorithms.base import ClientRound, Composite, LocalPlan
+from fedcore.algorithms.fedlc import CalibrationHook
 from fedcore.algorithms.fedprox import ProximalHook
 from fedcore.algorithms.scaffold import CLIENT_VARIATE, ScaffoldHook
 from fedcore.algorithms.zdac import ZdacConfig, ZdacHook
@@ -25,22 +26,26 @@ from fedcore.protocol import (
     encode_train_reply,
 )
 from fedcore.schema import flatten
-from fedcore.training import TrainConfig, TrainStats
+from fedcore.training import LocalData, Samples, TrainConfig, TrainStats
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = DataSpec((1, 28, 28), (0.5,), (0.25,), tuple("abcdefghij"))
 
 
-def _setup(overrides: str) -> ServerSetup:
+def _build(overrides: str) -> Algorithm:
     cfg = load_config(None, overrides).with_clients(4)
     model = build_model("cnn", 1, 10)
     names = tuple(n for n, _ in model.named_parameters())
-    return ServerSetup(cfg, SPEC, lambda: build_model("cnn", 1, 10), torch.device("cpu"), names)
+    return build_algorithm(
+        cfg.algorithm, cfg.sections(), cfg.run_context, spec=SPEC,
+        make_model=lambda: build_model("cnn", 1, 10), device=torch.device("cpu"),
+        param_names=names,
+    )  # fmt: skip
 
 
 def _hooks_for(overrides: str) -> list[type]:
     """The client hooks that a train message of this algorithm switches on."""
-    algo = build_algorithm(_setup(overrides))
+    algo = _build(overrides)
     state = build_model("cnn", 1, 10).state_dict()
     return [type(h) for h in client_hooks(algo.train_config(1), algo.train_arrays(1, state))]
 
@@ -51,19 +56,36 @@ def test_each_algorithm_asks_clients_for_exactly_its_hooks():
     assert _hooks_for("algorithm=scaffold") == [ScaffoldHook]
     assert _hooks_for("algorithm=zdac") == [ZdacHook]
     assert _hooks_for("algorithm=zdas") == []  # label counts stay private unless asked for
-    assert _hooks_for("algorithm=zdas zdas.use_label_counts=true") == [LabelCountsHook]
-    assert _hooks_for("algorithm=zda zdas.use_label_counts=true") == [ZdacHook, LabelCountsHook]
-    both = "algorithm=zda fedprox.compose_with_zda=true"
-    assert _hooks_for(both) == [ProximalHook, ZdacHook]
+    assert _hooks_for("algorithm=zdas zdas.share_label_counts=true") == [LabelCountsHook]
+    assert _hooks_for("algorithm=zda zdas.share_label_counts=true") == [ZdacHook, LabelCountsHook]
+    assert _hooks_for("algorithm=fedlc") == [CalibrationHook]
+    assert _hooks_for("algorithm=zda+fedprox") == [ProximalHook, ZdacHook]
+    assert _hooks_for("algorithm=zda+fedlc") == [CalibrationHook, ZdacHook]
+    assert _hooks_for("algorithm=scaffold+fedprox+fedlc") == [
+        ProximalHook, ScaffoldHook, CalibrationHook
+    ]  # fmt: skip
 
 
 def test_zda_is_the_composition_of_zdac_and_zdas():
     assert ALGORITHMS["zda"] == ALGORITHMS["zdac"] + ALGORITHMS["zdas"]
-    algo = build_algorithm(_setup("algorithm=zda"))
+    assert resolve("zda") == resolve("zdac+zdas") == resolve("zda+zdas")
+    algo = _build("algorithm=zda")
     assert isinstance(algo, Composite) and [p.name for p in algo.parts] == ["zdac", "zdas"]
     assert set(algo.state_dict()) == {"zdac", "zdas"}
     with pytest.raises(ValueError, match="fedprox.mu > 0"):
-        build_algorithm(_setup("algorithm=fedprox fedprox.mu=0"))
+        _build("algorithm=fedprox fedprox.mu=0")
+
+
+def test_composition_by_name_and_its_checks():
+    algo = _build("algorithm=zdas+scaffold")
+    assert algo.name == "zdas+scaffold" and set(algo.state_dict()) == {"zdas", "scaffold"}
+    with pytest.raises(ConfigError, match=r"'fedsgd' in 'zda\+fedsgd' is not one of"):
+        load_config(None, "algorithm=zda+fedsgd")
+    with pytest.raises(ConfigError, match="needs each client's model"):
+        load_config(None, "algorithm=zdac+scaffold server.secure_aggregation=true")
+    load_config(None, "algorithm=zdac+fedprox+fedlc server.secure_aggregation=true")
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(None, "fedprox.compose_with_zda=true")  # composition is by name now
 
 
 def test_zdac_settings_survive_the_wire():
@@ -82,10 +104,11 @@ def test_scaffold_client_hook_keeps_its_variate_and_sends_the_change():
         torch.device("cpu"),
     )  # fmt: skip
     (hook,) = client_hooks({}, rnd.arrays)
-    plan = LocalPlan()
+    plan = LocalPlan(LocalData(Samples(torch.zeros(1), torch.zeros(1)), 1))
     hook.before(rnd, plan)
-    assert len(plan.grad_correction) == len(c)
-    assert torch.allclose(plan.grad_correction[0], torch.full_like(plan.grad_correction[0], 0.1))
+    corr = plan.grad_correction()
+    assert corr is not None and len(corr) == len(c)
+    assert torch.allclose(corr[0], torch.full_like(corr[0], 0.1))
     hook.after(rnd, TrainStats(10, 5, 0.0, 0.0), plan)
     assert set(plan.arrays) == {SCAFFOLD_DC} and CLIENT_VARIATE in rnd.state
     # the model did not move: c_i+ = c_i - c = -c, delta = -c
@@ -119,3 +142,14 @@ def test_federation_size_comes_from_the_nodes_and_is_checked():
         load_config(None, "partition.num_partitions=3").with_clients(5)
     with pytest.raises(ConfigError, match=r"server.min_train_nodes: must be in 0..2"):
         load_config(None, "server.min_train_nodes=3").with_clients(2)
+
+
+def test_qffl_update_is_the_average_at_q0_and_favours_high_loss_clients():
+    from fedcore.algorithms.qfedavg import qffl_update
+
+    g = {"w": torch.zeros(2)}
+    clients = [{"w": torch.tensor([1.0, 0.0])}, {"w": torch.tensor([0.0, 1.0])}]
+    avg = qffl_update(g, clients, [1.0, 1.0], [0.1, 0.1], ["w"], q=0.0)
+    assert torch.allclose(avg["w"], torch.tensor([0.5, 0.5]))
+    fair = qffl_update(g, clients, [0.5, 2.0], [0.1, 0.1], ["w"], q=2.0)["w"]
+    assert fair[1] > 4 * fair[0] > 0  # the high-loss client pulls harder

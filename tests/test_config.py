@@ -15,8 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_default_experiment_matches_the_issue():
-    # 10 clients: the federation's size (scripts/run.sh's default), which the config follows
-    assert "NUM_SUPERNODES:-10" in (ROOT / "scripts" / "run.sh").read_text()
+    # 10 clients come from the federation (scripts/run.sh's default, tests/test_run_script.py)
     cfg = load_config("configs/default.toml", base_dir=ROOT)
     assert cfg.partition.num_partitions == 0
     cfg = cfg.with_clients(10)
@@ -107,3 +106,15 @@ def test_a_partial_nested_section_keeps_its_parents_defaults():
     assert cfg.zdac.inversion.warm_steps == 5 and cfg.zdas.samples_per_client == 50
     z = from_flat(ZdasConfig, {"zdas.inversion.steps": 7}, "zdas.")
     assert (z.inversion.steps, z.inversion.warm_steps) == (7, 2)
+
+
+def test_configuration_reference_is_generated_from_the_schema():
+    """docs/configuration.md lists every key with its default (regenerate:
+    `python -m fedcore.runconfig --write`)."""
+    from fedcore.experiment import ExperimentConfig
+    from fedcore.runconfig import DOC, configuration_markdown
+    from fedcore.schema import flatten
+
+    text = DOC.read_text()
+    assert text == configuration_markdown()
+    assert all(f"| `{key}` |" in text for key in flatten(ExperimentConfig()))

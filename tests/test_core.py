@@ -12,7 +12,7 @@ from fedcore.algorithms.fedprox import proximal_term
 from fedcore.metrics import fairness_summary
 from fedcore.models import build_model, num_parameters
 from fedcore.protocol import PROXIMAL_MU
-from fedcore.training import TrainConfig, evaluate, train_local
+from fedcore.training import LocalData, TrainConfig, evaluate, train_local
 
 
 def test_fedavg_weights_by_examples_exactly():
@@ -58,11 +58,11 @@ def test_fedprox_keeps_weights_closer_to_global():
     for mu in (0.0, 1.0):
         m = build_model("cnn", 1, 10)
         m.load_state_dict(base.state_dict())
-        plan = LocalPlan()
+        plan = LocalPlan(LocalData.real(ds))
         (hook,) = client_hooks({PROXIMAL_MU: mu}, {}) or (ClientHook(),)  # as a client would
         hook.before(ClientRound(1, 0, 1, None, None, None, m, {}, {}, "cpu"), plan)
         cfg = TrainConfig(local_epochs=2, lr=0.05)
-        train_local(m, ds, cfg, seed=1, regularizer=plan.regularizer())
+        train_local(m, plan.data, cfg, seed=1, terms=plan.loss_terms())
         dists[mu] = float(proximal_term(m, start).detach())
     assert dists[1.0] < 0.8 * dists[0.0]
 
@@ -86,7 +86,7 @@ def test_models_have_batchnorm_and_expected_size():
     assert res(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     for m in (cnn, res):
         assert any(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())
-    with pytest.raises(ValueError, match="choose one of"):
+    with pytest.raises(ValueError, match="neither a built-in model"):
         build_model("vgg", 1, 10)
 
 
@@ -96,7 +96,7 @@ def test_local_training_learns_real_data():
     s = load_dataset("fashion-mnist")
     torch.manual_seed(0)
     m = build_model("cnn", 1, 10)
-    train_local(m, s.train.subset(range(3000)), TrainConfig(), seed=0)
+    train_local(m, LocalData.real(s.train.subset(range(3000))), TrainConfig(), seed=0)
     ev = evaluate(m, s.test.subset(range(1000)), num_classes=10)
     assert ev["accuracy"] > 0.6 and len(ev["per_class_accuracy"]) == 10
 
@@ -108,5 +108,12 @@ def test_client_spread_plot_skips_clients_that_did_not_report(tmp_path):
         {"round": 1, "client_accuracies": [0.5, None, 0.7]},
         {"round": 2, "client_accuracies": [float("nan"), 0.6, 0.8]},
     ]
-    plot_client_spread(rows, tmp_path / "spread.png")
+    fig = plot_client_spread(rows, tmp_path / "spread.png")
     assert (tmp_path / "spread.png").stat().st_size > 0
+    (ax,) = fig.axes
+    assert list(ax.get_xticks()) == [1, 2]  # one box per round
+    for pos, reported in ((1, [0.5, 0.7]), (2, [0.6, 0.8])):  # None and NaN left out
+        lines = [line.get_data() for line in ax.get_lines()]
+        drawn = [y for xs, ys in lines for x, y in zip(xs, ys, strict=True) if abs(x - pos) < 0.5]
+        assert min(drawn) == pytest.approx(min(reported))
+        assert max(drawn) == pytest.approx(max(reported))

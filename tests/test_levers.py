@@ -1,16 +1,16 @@
 """The method's levers: paired synthetic batches and missing-mass weighting (ZDAC), replay
-of the pools in the server's fine-tuning set (ZDAS)."""
+of the banks in the server's fine-tuning set (ZDAS)."""
 
 import numpy as np
 import pytest
 import torch
 
-from fedcore.algorithms.zdac import ZdacConfig, loss_weights
+from fedcore.algorithms.zdac import Synthetic, ZdacConfig, loss_weights, mix_synthetic
 from fedcore.algorithms.zdas import ZdasConfig, replay
 from fedcore.data import ArrayDataset
 from fedcore.models import build_model
-from fedcore.training import Paired, Samples, Synthetic, TrainConfig, evaluate, train_local
-from inversion import SyntheticPool
+from fedcore.training import LocalData, Paired, Samples, TrainConfig, evaluate, train_local
+from inversion import SyntheticBank
 
 
 def test_missing_mass_weights():
@@ -51,7 +51,8 @@ def test_synthetic_samples_teach_a_class_the_client_lacks(paired_batch_size):
         torch.manual_seed(0)
         model = build_model("cnn", 1, 2)
         syn = Synthetic(sx, torch.ones(32).long(), weight=w, paired_batch_size=paired_batch_size)
-        stats = train_local(model, real, TrainConfig(local_epochs=2, lr=0.05), synthetic=syn)
+        data = mix_synthetic(LocalData.real(real), syn)
+        stats = train_local(model, data, TrainConfig(local_epochs=2, lr=0.05))
         assert stats.num_examples == 64
         assert stats.steps == (4 if paired_batch_size else 6)  # paired: real batches only
         accs.append(evaluate(model, test)["accuracy"])
@@ -59,7 +60,7 @@ def test_synthetic_samples_teach_a_class_the_client_lacks(paired_batch_size):
 
 
 def test_replay_tops_every_class_up_from_fresh_pool_samples():
-    pool = SyntheticPool(
+    pool = SyntheticBank(
         torch.arange(13.0).view(13, 1),
         torch.tensor([0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 0]),
         torch.tensor([5, 5, 5, 5, 5, 5, 5, 1, 1, 1, 1, 1, 6]),  # class 2 was refined in round 1
@@ -70,7 +71,7 @@ def test_replay_tops_every_class_up_from_fresh_pool_samples():
     assert sorted(y_r.tolist()) == [0, 1, 1, 1, 1]  # class 0 to 4, class 1 to 4, 2 is stale
     assert set(x_r[y_r == 0].flatten().tolist()) <= {0.0, 1.0}  # not this round's sample 12
     assert set(x_r[y_r == 1].flatten().tolist()) <= {2.0, 3.0, 4.0, 5.0, 6.0}
-    assert replay([SyntheticPool()], y, 4, 3, 6, 2, torch.Generator()) is None
+    assert replay([SyntheticBank()], y, 4, 3, 6, 2, torch.Generator()) is None
     assert replay([pool], torch.tensor([0] * 4 + [1] * 4), 4, 2, 6, 2, torch.Generator()) is None
 
 

@@ -3,7 +3,7 @@ class-keyed banks on the server and nothing on the clients."""
 
 import torch
 
-from fedcore.algorithms.zdac import POOL_KEY
+from fedcore.algorithms.zdac import OWN_BANK_KEY
 from fedcore.config import load_config
 from fedcore.federation import build_federation
 from fedcore.round import build_server, run_round
@@ -14,7 +14,7 @@ SMALL = (
     "algorithm=zda data.train_subset=1500 data.test_subset=300 partition.client_test_size=50 "
     "partition.alpha=0.5 zdac.start_round=1 zdac.budget=0.2 zdac.inversion.steps=10 "
     "zdac.inversion.warm_steps=2 zdac.bank_per_class=4 zdas.samples_per_client=20 "
-    "zdas.inversion.steps=10 zdas.inversion.warm_steps=2 zdas.pool_per_class=8"
+    "zdas.inversion.steps=10 zdas.inversion.warm_steps=2 zdas.bank_per_class=8"
 )
 
 
@@ -32,7 +32,7 @@ def test_zda_under_sampling_warm_starts_from_server_banks():
     state, client_states, rows = model.state_dict(), {}, []
     for rnd in (1, 2, 3):
         parts = sample_partitions(range(6), Sampling(0.5), cfg.seed, rnd, TRAIN)
-        step, metrics = run_round(algo, fed, state, rnd, parts, client_states, "cpu")
+        step, metrics = run_round(cfg, algo, fed, state, rnd, parts, client_states, "cpu")
         state = step.state
         rows.append(metrics)
     assert len(parts) == 3 and len(zdac.bank.y) == 10 * 4
@@ -42,20 +42,20 @@ def test_zda_under_sampling_warm_starts_from_server_banks():
     # the server inverts its bank from noise once; clients start from it from their first round
     assert rows[0]["zdac-bank-warm-fraction"] == 0.0 and rows[2]["zdac-bank-warm-fraction"] == 1.0
     assert all(0 < r["inv-warm-count"] <= r["syn-count"] for r in rows)
-    assert not any(POOL_KEY in s for s in client_states.values())  # nothing kept per client
-    pools = zdas.state_dict()["pools"]
+    assert not any(OWN_BANK_KEY in s for s in client_states.values())  # nothing kept per client
+    pools = zdas.state_dict()["banks"]
     assert list(pools) == [-1] and int((pools[-1]["y"] == 0).sum()) <= 8
     model.load_state_dict(state)
     assert evaluate(model, fed.test)["accuracy"] > 0.2  # chance is 0.1
 
 
 def test_full_participation_keeps_pools_per_client():
-    _, fed, model, algo = _setup(SMALL, clients=3)
+    cfg, fed, model, algo = _setup(SMALL, clients=3)
     zdac, zdas = algo.parts
     assert not zdac.banks and zdas.bank_per_class == 0
     state, client_states = model.state_dict(), {}
     for rnd in (1, 2):
-        step, metrics = run_round(algo, fed, state, rnd, [0, 1, 2], client_states, "cpu")
+        step, metrics = run_round(cfg, algo, fed, state, rnd, [0, 1, 2], client_states, "cpu")
         state = step.state
-    assert metrics["zdas-warm-fraction"] == 1.0 and sorted(zdas.pools) == [0, 1, 2]
-    assert all(POOL_KEY in client_states[p] for p in (0, 1, 2))
+    assert metrics["zdas-warm-fraction"] == 1.0 and sorted(zdas.banks) == [0, 1, 2]
+    assert all(OWN_BANK_KEY in client_states[p] for p in (0, 1, 2))

@@ -1,12 +1,16 @@
 """What an algorithm is: hooks around FedAvg's round, on both sides of the wire.
 
-Every algorithm is one subclass of :class:`Algorithm` in one module. Its server side says
+Every algorithm is one subclass of :class:`Algorithm` in one module, with its own config
+section (``section`` and ``Config``) and a :class:`RunContext`, never the whole experiment.
+Its server side says
 what a train message carries besides the model (:meth:`Algorithm.train_config`,
 :meth:`Algorithm.train_arrays`), which extra arrays a reply must return
 (:meth:`Algorithm.reply_arrays`), what happens after averaging
 (:meth:`Algorithm.server_update`) and what a checkpoint holds. Its client side is a
 :class:`ClientHook`, built from what the message asks for (:meth:`Algorithm.client_hook`):
-clients never need the server's algorithm choice. :class:`Composite` chains algorithms
+clients never need the server's algorithm choice. A hook shapes local training through
+:class:`LocalPlan`: the samples, logit adjustments and loss terms on the outputs, weight
+regularisers and gradient corrections. :class:`Composite` chains algorithms
 (``zda`` is ``zdac`` + ``zdas``). Nothing here knows Flower's transport.
 """
 
@@ -21,33 +25,42 @@ import torch
 from torch import nn
 
 from fedcore.data import DataSpec
-from fedcore.sampling import Sampling
-from fedcore.training import Regularizer, Synthetic, TrainConfig, TrainStats
+from fedcore.models import has_batchnorm
+from fedcore.training import (
+    LocalData,
+    LogitAdjust,
+    LossTerms,
+    OutputTerm,
+    Regularizer,
+    TrainConfig,
+    TrainStats,
+)
+from fedcore.types import StateDict
 
 if TYPE_CHECKING:
-    from fedcore.config import ExperimentConfig
     from fedcore.protocol import TrainReply
 
-StateDict = dict[str, torch.Tensor]
+
+@dataclass(frozen=True)
+class RunContext:
+    """What an algorithm may know of the run besides its own section."""
+
+    seed: int = 0
+    num_clients: int = 0
+    samples_clients: bool = False  # a round trains fewer than all clients
+    secure_aggregation: bool = False  # SecAgg+: the server sees only the sum of the models
 
 
 @dataclass
 class ServerSetup:
-    """What a server side is built from."""
+    """What a server side is built from: its config section and the run's context."""
 
-    cfg: ExperimentConfig
+    cfg: Any  # the algorithm's own section (``Algorithm.Config``), None when it has none
+    run: RunContext
     spec: DataSpec
     make_model: Callable[[], nn.Module]
     device: torch.device
     param_names: tuple[str, ...]
-
-    @property
-    def samples_clients(self) -> bool:
-        """Whether a round trains fewer than all clients (then pools move to the server)."""
-        s = self.cfg.server
-        return Sampling(s.fraction_train, s.min_train_nodes).size(self.cfg.num_clients) < (
-            self.cfg.num_clients
-        )
 
 
 @dataclass
@@ -78,29 +91,54 @@ class ClientRound:
 
 @dataclass
 class LocalPlan:
-    """What hooks add to local training and to the reply."""
+    """What hooks add to local training and to the reply.
 
-    synthetic: Synthetic | None = None
+    ``data`` starts as the client's own samples; a hook may add samples (shuffled in or
+    paired). ``logit_adjust`` functions ``(logits, origin) -> logits`` feed the
+    cross-entropy; ``output_terms`` ``(logits, labels, origin) -> loss`` and
+    ``regularizers`` ``model -> loss`` are added to every batch loss; ``grad_corrections``
+    (one tensor per parameter each) are summed into every gradient.
+    """
+
+    data: LocalData
+    logit_adjust: list[LogitAdjust] = field(default_factory=list)
+    output_terms: list[OutputTerm] = field(default_factory=list)
     regularizers: list[Regularizer] = field(default_factory=list)
-    grad_correction: list[torch.Tensor] | None = None
+    grad_corrections: list[list[torch.Tensor]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     arrays: dict[str, StateDict] = field(default_factory=dict)
     preview: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def regularizer(self) -> Regularizer | None:
-        """The sum of the regularisers (None when there are none)."""
-        if not self.regularizers:
+    def loss_terms(self) -> LossTerms:
+        """The loss additions, for :func:`fedcore.training.train_local`."""
+        return LossTerms(self.logit_adjust, self.output_terms, self.regularizers)
+
+    def grad_correction(self) -> list[torch.Tensor] | None:
+        """The per-parameter sum of the gradient corrections (None when there are none)."""
+        if not self.grad_corrections:
             return None
-        if len(self.regularizers) == 1:
-            return self.regularizers[0]
-        return lambda m: sum(r(m) for r in self.regularizers)  # type: ignore[return-value]
+        if len(self.grad_corrections) == 1:
+            return self.grad_corrections[0]
+        return [sum(cs[1:], cs[0]) for cs in zip(*self.grad_corrections, strict=True)]
+
+
+def batchnorm_problems(cfg: Any, model: nn.Module, section: str) -> list[str]:
+    """ZDAC's and ZDAS's check: inversion matches BatchNorm statistics unless its ``bn``
+    weight is 0, so a model without BatchNorm needs ``inversion.bn = 0``, asked for."""
+    if cfg.inversion.bn == 0 or has_batchnorm(model):
+        return []
+    return [
+        f"model.name: {type(model).__name__} has no BatchNorm layer with running statistics, "
+        f"which {section}'s inversion matches; set {section}.inversion.bn=0 to invert with "
+        "the cross-entropy, TV and L2 priors only, or use a model with BatchNorm"
+    ]
 
 
 def inversion_side_problems(cfg: Any, prefix: str) -> list[str]:
-    """Checks ZDAC's and ZDAS's configs share: the inversion, start round, pool, distillation."""
+    """Checks ZDAC's and ZDAS's configs share: the inversion, start round, bank, distillation."""
     checks = [
         (cfg.start_round >= 1, f"start_round: must be >= 1, got {cfg.start_round}"),
-        (cfg.pool_max_age >= 0, "pool_max_age: must be >= 0"),
+        (cfg.bank_max_age >= 0, "bank_max_age: must be >= 0"),
         (cfg.kd_weight >= 0, "kd_weight: must be >= 0"),
         (cfg.kd_temperature > 0, "kd_temperature: must be > 0"),
     ]
@@ -122,14 +160,24 @@ class Algorithm:
     """FedAvg's server side: nothing added to messages, the average kept as it is."""
 
     name: ClassVar[str] = "fedavg"
-    # Whether ``fedprox.compose_with_zda`` adds FedProx's proximal term to this algorithm.
-    composes_with_proximal: ClassVar[bool] = False
+    section: ClassVar[str] = ""  # its config section ("" when it has no settings)
+    Config: ClassVar[type | None] = None  # the section's frozen dataclass (``problems()``)
     # Whether the server only averages (no per-client model, record or variate), so that the
     # rounds can run under secure aggregation (``server.secure_aggregation``).
     averages_only: ClassVar[bool] = True
 
     def __init__(self, setup: ServerSetup) -> None:
         self.setup = setup
+
+    @classmethod
+    def run_problems(cls, cfg: Any, run: RunContext) -> list[str]:
+        """Problems of this section's settings in this run (beyond ``Config.problems``)."""
+        return []
+
+    @classmethod
+    def model_problems(cls, cfg: Any, model: nn.Module) -> list[str]:
+        """Problems of running this algorithm on ``model`` (known once it is built)."""
+        return []
 
     @classmethod
     def client_hook(cls, config: dict[str, Any], arrays: dict[str, StateDict]) -> ClientHook | None:

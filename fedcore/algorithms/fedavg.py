@@ -12,8 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from fedcore.algorithms.base import Algorithm
-
-StateDict = dict[str, torch.Tensor]
+from fedcore.types import StateDict
 
 
 class FedAvg(Algorithm):

@@ -1,5 +1,6 @@
 """FedProx (Li et al., 2020): FedAvg whose clients add ``mu/2 * ||w - w_global||^2`` to
-their loss. ``mu`` travels in the train ConfigRecord as ``proximal-mu`` (Flower's name)."""
+their loss. ``mu`` travels in the train ConfigRecord as ``proximal-mu`` (Flower's name).
+It composes with any algorithm by name (``algorithm = "zda+fedprox"``)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,9 @@ from fedcore.protocol import PROXIMAL_MU
 
 @dataclass(frozen=True)
 class FedProxConfig:
-    """FedProx's proximal weight; ``compose_with_zda`` adds the term to zdac/zdas/zda too."""
+    """FedProx's proximal weight."""
 
-    mu: float = 0.01
-    compose_with_zda: bool = False
+    mu: float = 0.01  # clients add mu/2 * ||w - w_global||^2 to their loss (> 0)
 
     def problems(self, prefix: str) -> list[str]:
         return [] if self.mu >= 0 else [f"{prefix}mu: must be >= 0, got {self.mu}"]
@@ -26,7 +26,8 @@ class FedProxConfig:
 
 def proximal_term(model: nn.Module, anchor: list[torch.Tensor]) -> torch.Tensor:
     """``0.5 * ||w - w_global||^2`` over trainable parameters (scaled by mu outside)."""
-    return 0.5 * sum((p - a).pow(2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
+    pairs = zip(model.parameters(), anchor, strict=True)
+    return 0.5 * sum(((p - a).pow(2).sum() for p, a in pairs), torch.tensor(0.0))
 
 
 class ProximalHook(ClientHook):
@@ -45,10 +46,12 @@ class FedProx(Algorithm):
     """FedAvg on the server; sends ``proximal-mu`` with every training message."""
 
     name = "fedprox"
+    section = "fedprox"
+    Config = FedProxConfig
 
     def __init__(self, setup: ServerSetup) -> None:
         super().__init__(setup)
-        self.mu = setup.cfg.fedprox.mu
+        self.mu = setup.cfg.mu
         if self.mu <= 0:
             raise ValueError(f"FedProx needs fedprox.mu > 0, got {self.mu}")
 

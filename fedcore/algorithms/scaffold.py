@@ -8,7 +8,7 @@ of the paper, ``c_i+ = c_i - c + (x - y) / (K * lr)``, and
 sends ``delta_c = c_i+ - c_i``; the server moves ``c`` by ``|S| / N`` times the mean delta.
 With SGD momentum ``beta`` a step moves about ``lr / (1 - beta)`` times the gradient, so the
 estimate divides by ``K * lr / (1 - beta)``: without this, momentum 0.9 inflates the control
-variates tenfold (the yardstick's #C=1 run collapsed to chance that way).
+variates tenfold.
 Control variates cover trainable parameters only (not BatchNorm buffers).
 """
 
@@ -29,8 +29,9 @@ from fedcore.algorithms.base import (
 )
 from fedcore.protocol import SCAFFOLD_C, SCAFFOLD_DC, TrainReply
 from fedcore.training import TrainStats
+from fedcore.types import StateDict
 
-Tensors = dict[str, torch.Tensor]
+Tensors = StateDict
 
 
 def zeros_like_params(params: Tensors) -> Tensors:
@@ -73,7 +74,7 @@ class ScaffoldHook(ClientHook):
         self.c = rnd.arrays[SCAFFOLD_C]
         self.c_i = rnd.state.get(CLIENT_VARIATE) or zeros_like_params(self.c)
         names = [n for n, _ in rnd.model.named_parameters()]
-        plan.grad_correction = correction(self.c, self.c_i, names)
+        plan.grad_corrections.append(correction(self.c, self.c_i, names))
         self.x0 = {n: p.detach().cpu().clone() for n, p in rnd.model.named_parameters()}
 
     def after(self, rnd: ClientRound, stats: TrainStats, plan: LocalPlan) -> None:
@@ -112,7 +113,7 @@ class Scaffold(Algorithm):
         self, server_round: int, averaged: Tensors, replies: Sequence[TrainReply]
     ) -> ServerStep:
         deltas = [r.arrays[SCAFFOLD_DC] for r in replies]
-        self.c = server_control_update(self.c, deltas, self.setup.cfg.num_clients)
+        self.c = server_control_update(self.c, deltas, self.setup.run.num_clients)
         return ServerStep(averaged)
 
     def state_dict(self) -> dict[str, Any]:

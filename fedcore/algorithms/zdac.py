@@ -2,12 +2,13 @@
 samples that balance this client's class mix, and train on real + synthetic data.
 
 The server sends ZDAC's settings flattened under ``zdac.`` in the train ConfigRecord.
-Warm starts come from one of two places (``zdac.pool``): each client's own pool, kept in its
-persistent state (``client``: right when every client trains every round), or a bank the
-server inverts from the global model once per round and sends with the model as the
-ArrayRecord ``zdac-bank`` (``server``: right under client sampling, where a client comes
-back too rarely for its own pool to be fresh; the upload stays FedAvg's). ``auto`` picks
-``server`` when a round trains fewer than all clients.
+Warm starts come from one of two banks (``zdac.bank``): each client's own, kept in its
+persistent state (``per-client``: right when every client trains every round), or a bank
+the server inverts from the global model once per round and sends with the model as the
+ArrayRecord ``zdac-bank`` (``shared``: right under client sampling, where a client comes
+back too rarely for its own bank to be fresh; the upload stays FedAvg's). ``auto`` picks
+``shared`` when a round trains fewer than all clients. :func:`mix_synthetic` adds the
+samples to the client's data (shuffled in, or paired with every real batch).
 """
 
 from __future__ import annotations
@@ -25,26 +26,30 @@ from fedcore.algorithms.base import (
     ClientHook,
     ClientRound,
     LocalPlan,
+    RunContext,
     ServerSetup,
     ServerStep,
-    StateDict,
+    batchnorm_problems,
     inversion_side_problems,
 )
 from fedcore.data import DataSpec
 from fedcore.protocol import ZDAC_BANK, ZDAC_PREFIX, TrainReply
 from fedcore.schema import flatten, from_flat
-from fedcore.training import Synthetic
+from fedcore.seeds import ZDAC_BANK as BANK_STREAM
+from fedcore.seeds import derive_seed
+from fedcore.training import SYNTHETIC, LocalData, Objective, Paired, Samples
+from fedcore.types import StateDict
 from inversion import (
     InversionConfig,
-    SyntheticPool,
+    SyntheticBank,
     allocate,
-    invert_with_pool,
+    invert_with_bank,
     labels_for,
 )
 from inversion.allocation import ALLOCATIONS
 
-POOL_KEY = "zdac-pool"  # the client's persistent state key for its synthetic pool
-POOLS = ("auto", "client", "server")
+OWN_BANK_KEY = "zdac-own-bank"  # the client's persistent state key for its own bank
+BANKS = ("auto", "per-client", "shared")
 WEIGHTINGS = ("fixed", "missing-mass")
 PREVIEW_PER_CLASS = 2
 
@@ -53,19 +58,19 @@ PREVIEW_PER_CLASS = 2
 class ZdacConfig:
     """Client-side inversion and augmentation settings."""
 
-    start_round: int = 2  # a random model inverts to nothing useful
-    allocation: str = "complement"
+    start_round: int = 2  # first round that inverts (round 1's model is untrained)
+    allocation: str = "complement"  # classes short of the largest, by deficit; or uniform
     budget: float = 0.1  # ratio of local data if < 1, else a sample count
-    synthetic_weight: float = 1.0  # with weighting=fixed; real samples weigh 1
-    weighting: str = "fixed"  # or missing-mass: synthetic share = deficit / (N + deficit)
+    synthetic_weight: float = 1.0  # a synthetic sample's loss weight with weighting=fixed; real: 1
+    weighting: str = "fixed"  # fixed, or missing-mass: synthetic share = deficit / (N + deficit)
     paired_batch_size: int = 0  # >0: every real batch trains with this many synthetic samples
     kd_weight: float = 0.0  # distillation from the global model on synthetic samples
-    kd_temperature: float = 3.0
-    pool_max_age: int = 5  # rounds before a pool is stale and inversion restarts from noise
-    pool: str = "auto"  # warm starts from: client (own pool), server (bank), auto
-    bank_per_class: int = 32  # samples per class in the server's bank
+    kd_temperature: float = 3.0  # distillation temperature T (the KL is scaled by T^2)
+    bank_max_age: int = 5  # rounds before a bank is stale and inversion restarts from noise
+    bank: str = "auto"  # per-client (own), shared (server's), auto: shared if clients sampled
+    bank_per_class: int = 32  # samples per class in the server's shared bank
     refine_bank: bool = False  # clients refine the bank's samples (the server already did)
-    preview_client: int = 0  # this partition sends a few samples for the server's image grid
+    preview_client: int = 0  # this partition sends 2 samples per class for the server's image grid
     inversion: InversionConfig = field(default_factory=InversionConfig)
 
     def problems(self, prefix: str) -> list[str]:
@@ -77,10 +82,64 @@ class ZdacConfig:
             (self.synthetic_weight >= 0, "synthetic_weight: must be >= 0"),
             (self.weighting in WEIGHTINGS, f"weighting: {self.weighting!r} not in {WEIGHTINGS}"),
             (self.paired_batch_size >= 0, "paired_batch_size: must be >= 0 (0: shuffled in)"),
-            (self.pool in POOLS, f"pool: {self.pool!r} not in {POOLS}"),
+            (self.bank in BANKS, f"bank: {self.bank!r} not in {BANKS}"),
             (self.bank_per_class >= 1, "bank_per_class: must be >= 1"),
         ]  # fmt: skip
         return out + [prefix + msg for ok, msg in checks if not ok]
+
+
+@dataclass
+class Synthetic:
+    """Synthetic inputs with labels for a client update; with ``teacher_logits`` their loss
+    also includes ``kd_weight`` times distillation.
+
+    Shuffled in (``paired_batch_size`` 0): each synthetic sample's cross-entropy weighs
+    ``weight`` and each real sample's ``real_weight``. Paired: every real batch is trained
+    together with the next ``paired_batch_size`` synthetic samples (cycled), and the step's
+    loss is ``real_weight * loss(real batch) + weight * loss(synthetic batch)``.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    weight: float = 1.0
+    teacher_logits: torch.Tensor | None = None
+    kd_weight: float = 0.0
+    temperature: float = 1.0
+    real_weight: float = 1.0
+    paired_batch_size: int = 0
+
+
+def mix_synthetic(data: LocalData, syn: Synthetic) -> LocalData:
+    """The client's own data (every sample weighing 1) with ``syn`` added; synthetic samples
+    carry the origin :data:`~fedcore.training.SYNTHETIC`."""
+    x, y, n_real = data.samples.x, data.samples.y, data.num_real
+    if syn.y.numel() == 0:
+        return data
+    sx, sy = syn.x.detach().to(x.dtype).cpu(), syn.y.long().cpu()
+    if syn.paired_batch_size > 0:
+        kd = syn.kd_weight if syn.teacher_logits is not None else 0.0
+        extra = Samples(sx, sy, None, syn.teacher_logits, default_origin=SYNTHETIC)
+        paired = Paired(
+            extra, syn.paired_batch_size, syn.weight, syn.real_weight,
+            Objective(1.0, kd, syn.temperature),
+        )  # fmt: skip
+        return LocalData(Samples(x, y), n_real, data.objective, paired)
+    n_syn = sy.numel()
+    real_w = data.samples.weights if data.samples.weights is not None else torch.ones(n_real)
+    samples = Samples(
+        torch.cat([x, sx]),
+        torch.cat([y, sy]),
+        torch.cat([real_w * syn.real_weight, torch.full((n_syn,), syn.weight)]),
+        origin=(torch.arange(n_real + n_syn) >= n_real).long(),
+    )
+    objective = data.objective
+    if syn.teacher_logits is not None and syn.kd_weight > 0:
+        samples.teacher_logits = torch.cat(
+            [torch.zeros(n_real, syn.teacher_logits.shape[1]), syn.teacher_logits]
+        )
+        samples.distill = torch.arange(n_real + n_syn) >= n_real
+        objective = Objective(1.0, syn.kd_weight, syn.temperature)
+    return LocalData(samples, n_real, objective)
 
 
 @dataclass
@@ -116,7 +175,7 @@ def zdac_augment(
     global_model: nn.Module,
     label_counts: np.ndarray,
     cfg: ZdacConfig,
-    pool: SyntheticPool,
+    bank: SyntheticBank,
     server_round: int,
     spec: DataSpec,
     *,
@@ -124,9 +183,9 @@ def zdac_augment(
     seed: int = 0,
     offset: int = 0,
 ) -> ZdacOutcome:
-    """Invert ``global_model`` for the allocated classes (warm-started from ``pool``).
+    """Invert ``global_model`` for the allocated classes (warm-started from ``bank``).
 
-    Updates ``pool`` in place. Returns no synthetic data before ``cfg.start_round`` or when
+    Updates ``bank`` in place. Returns no synthetic data before ``cfg.start_round`` or when
     the allocation is empty (an already balanced client under ``complement``).
     """
     metrics = {
@@ -144,8 +203,8 @@ def zdac_augment(
     if per_class.sum() == 0:
         return ZdacOutcome(None, metrics)
     labels = torch.from_numpy(labels_for(per_class))
-    res, warm = invert_with_pool(
-        global_model, labels, cfg.inversion, pool, server_round, cfg.pool_max_age, spec,
+    res, warm = invert_with_bank(
+        global_model, labels, cfg.inversion, bank, server_round, cfg.bank_max_age, spec,
         device=device, seed=seed, offset=offset,
     )  # fmt: skip
     teacher_logits = None
@@ -189,19 +248,22 @@ class ZdacHook(ClientHook):
         self.cfg = cfg
 
     def before(self, rnd: ClientRound, plan: LocalPlan) -> None:
-        bank = rnd.arrays.get(ZDAC_BANK)
-        own = bank is None  # with the server's bank, nothing is kept on the client
-        pool = SyntheticPool.from_state(rnd.state.get(POOL_KEY, {}) if own else bank)
+        shared = rnd.arrays.get(ZDAC_BANK)
+        own = shared is None  # with the server's bank, nothing is kept on the client
+        bank = SyntheticBank.from_state(
+            shared if shared is not None else rnd.state.get(OWN_BANK_KEY, {})
+        )
         cfg = self.cfg
         if not own and not cfg.refine_bank:  # refined against this very model on the server
             cfg = replace(cfg, inversion=replace(cfg.inversion, warm_steps=0))
         out = zdac_augment(
-            rnd.model, rnd.label_counts, cfg, pool, rnd.server_round, rnd.spec,
+            rnd.model, rnd.label_counts, cfg, bank, rnd.server_round, rnd.spec,
             device=rnd.device, seed=rnd.seed, offset=0 if own else rnd.partition_id,
         )  # fmt: skip
-        if own and not pool.is_empty():
-            rnd.state[POOL_KEY] = pool.state()
-        plan.synthetic = out.synthetic
+        if own and not bank.is_empty():
+            rnd.state[OWN_BANK_KEY] = bank.state()
+        if out.synthetic is not None:
+            plan.data = mix_synthetic(plan.data, out.synthetic)
         plan.metrics |= out.metrics
         if rnd.partition_id == self.cfg.preview_client and out.synthetic is not None:
             plan.preview = preview(out.synthetic, rnd.spec.num_classes)
@@ -212,15 +274,16 @@ class Zdac(Algorithm):
     server's bank the bank's samples, refined against the global model first."""
 
     name = "zdac"
-    composes_with_proximal = True
+    section = "zdac"
+    Config = ZdacConfig
 
     def __init__(self, setup: ServerSetup) -> None:
         super().__init__(setup)
-        self.cfg: ZdacConfig = setup.cfg.zdac
-        auto = self.cfg.pool == "auto" and setup.samples_clients
+        self.cfg: ZdacConfig = setup.cfg
+        auto = self.cfg.bank == "auto" and setup.run.samples_clients
         # under secure aggregation a train message carries only the model and its config
-        self.banks = (self.cfg.pool == "server" or auto) and not setup.cfg.server.secure_aggregation
-        self.bank = SyntheticPool()
+        self.banks = (self.cfg.bank == "shared" or auto) and not setup.run.secure_aggregation
+        self.bank = SyntheticBank()
         self.bank_metrics: dict[str, float] = {}
 
     def train_arrays(self, server_round: int, global_state: StateDict) -> dict[str, StateDict]:
@@ -232,9 +295,9 @@ class Zdac(Algorithm):
         model.load_state_dict(global_state)
         per_class = np.full(s.spec.num_classes, self.cfg.bank_per_class)
         labels = torch.from_numpy(labels_for(per_class))
-        res, warm = invert_with_pool(
-            model, labels, self.cfg.inversion, self.bank, server_round, self.cfg.pool_max_age,
-            s.spec, device=s.device, seed=s.cfg.seed * 7_919 + server_round,
+        res, warm = invert_with_bank(
+            model, labels, self.cfg.inversion, self.bank, server_round, self.cfg.bank_max_age,
+            s.spec, device=s.device, seed=derive_seed(s.run.seed, server_round, BANK_STREAM),
         )  # fmt: skip
         self.bank_metrics = {
             "zdac-bank-samples": float(len(labels)),
@@ -253,7 +316,20 @@ class Zdac(Algorithm):
         return {"bank": self.bank.state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.bank = SyntheticPool.from_state(state["bank"])
+        self.bank = SyntheticBank.from_state(state["bank"])
+
+    @classmethod
+    def run_problems(cls, cfg: ZdacConfig, run: RunContext) -> list[str]:
+        if run.secure_aggregation and cfg.bank == "shared":
+            return [
+                "zdac.bank: 'shared' sends a bank that SecAgg+ messages cannot carry; use "
+                "'auto' or 'per-client' under server.secure_aggregation"
+            ]
+        return []
+
+    @classmethod
+    def model_problems(cls, cfg: ZdacConfig, model: nn.Module) -> list[str]:
+        return batchnorm_problems(cfg, model, "zdac")
 
     @classmethod
     def client_hook(cls, config: dict[str, Any], arrays: dict) -> ClientHook | None:
@@ -262,4 +338,4 @@ class Zdac(Algorithm):
         return ZdacHook(from_flat(ZdacConfig, config, ZDAC_PREFIX))
 
     def train_config(self, server_round: int) -> dict[str, Any]:
-        return flatten(self.setup.cfg.zdac, ZDAC_PREFIX)
+        return flatten(self.cfg, ZDAC_PREFIX)

@@ -1,14 +1,15 @@
-"""ZDAS, the server side of Fed-ZDA: invert every client model into synthetic samples, pool
-them, and fine-tune the averaged model on the pool (cross-entropy on the inversion labels,
-optionally distillation from the client ensemble weighted per class).
+"""ZDAS, the server side of Fed-ZDA: invert every client model into synthetic samples
+(:func:`zdas_invert`), and fine-tune the averaged model on them (:func:`zdas_finetune`:
+cross-entropy on the inversion labels, optionally distillation from the client ensemble
+weighted per class).
 
-Warm starts (``zdas.pool``): one pool per client, refined when that client's next model
-arrives (``client``: right when every client trains every round), or one bank keyed by
-class that every arriving model draws from and refills (``class``: right under client
-sampling); ``auto`` picks ``class`` when a round trains fewer than all clients. Clients share their
-label counts only when asked (``zdas.share-label-counts``). ``replay_per_class`` tops every
-class of the fine-tuning set up from the pools' samples of earlier rounds (a sampled round's
-models cover a few classes).
+Warm starts (``zdas.bank``): one bank per client, refined when that client's next model
+arrives (``per-client``: right when every client trains every round), or one bank keyed by
+class that every arriving model draws from and refills (``shared``: right under client
+sampling); ``auto`` picks ``shared`` when a round trains fewer than all clients. Clients
+share their label counts only when asked (``zdas.share_label_counts``). ``replay_per_class``
+tops every class of the fine-tuning set up from the banks' samples of earlier rounds (a
+sampled round's models cover a few classes).
 """
 
 from __future__ import annotations
@@ -27,39 +28,43 @@ from fedcore.algorithms.base import (
     ClientHook,
     ClientRound,
     LocalPlan,
+    ServerSetup,
     ServerStep,
+    batchnorm_problems,
     inversion_side_problems,
 )
 from fedcore.data import DataSpec
 from fedcore.protocol import LABEL_COUNTS, SHARE_LABEL_COUNTS, TrainReply
+from fedcore.seeds import ZDAS_MODEL, ZDAS_ROUND, derive_seed
 from fedcore.training import Objective, Samples, TrainConfig, sgd_train
-from inversion import InversionConfig, SyntheticPool, invert_with_pool, labels_for
+from fedcore.types import StateDict
+from inversion import InversionConfig, SyntheticBank, invert_with_bank, labels_for
 from inversion.allocation import proportional_counts
 
-StateDict = dict[str, torch.Tensor]
-POOLS = ("auto", "client", "class")
+BANKS = ("auto", "per-client", "shared")
+SHARED = -1  # the key of the shared bank among the banks
 
 
 @dataclass(frozen=True)
 class ZdasConfig:
     """Server-side inversion and fine-tuning settings."""
 
-    start_round: int = 1
+    start_round: int = 1  # first round the server inverts and fine-tunes
     end_round: int = 0  # last round that fine-tunes; 0: every round from start_round on
-    samples_per_client: int = 50  # with 2 warm steps: level with or above 100 x 5 (levers.md)
-    use_label_counts: bool = False  # clients opt in to report counts; allocation follows them
-    finetune_epochs: int = 3
-    finetune_lr: float = 0.001  # small: 0.01 undid the average on #C=1 in our trials
-    finetune_momentum: float = 0.9
-    finetune_batch_size: int = 64
-    ce_weight: float = 1.0
+    samples_per_client: int = 50  # synthetic samples inverted from each client model
+    share_label_counts: bool = False  # clients send label counts: allocation, KD weights
+    finetune_epochs: int = 3  # passes over the synthetic set (0: no fine-tuning)
+    finetune_lr: float = 0.001  # SGD learning rate of the fine-tuning
+    finetune_momentum: float = 0.9  # SGD momentum of the fine-tuning, in [0, 1)
+    finetune_batch_size: int = 64  # fine-tuning batch size (>= 2)
+    ce_weight: float = 1.0  # weight of the cross-entropy on the inversion labels
     kd_weight: float = 0.0  # distillation from the per-class-weighted client ensemble
-    kd_temperature: float = 3.0
-    update_bn_stats: bool = False  # keep the averaged BN running statistics by default
-    pool_max_age: int = 5
-    pool: str = "auto"  # warm starts from: client (a pool per client), class (one bank), auto
-    pool_per_class: int = 256  # samples per class the class bank keeps (warm for skewed asks)
-    replay_per_class: int = 0  # top each class of the fine-tuning set up to this from the pools
+    kd_temperature: float = 3.0  # distillation temperature T (the KL is scaled by T^2)
+    update_bn_stats: bool = False  # off: BN keeps (and uses) the averaged running stats
+    bank_max_age: int = 5  # rounds before a bank is stale and inversion restarts from noise
+    bank: str = "auto"  # per-client (a bank each), shared, auto: shared if clients sampled
+    bank_per_class: int = 256  # samples per class the shared bank keeps
+    replay_per_class: int = 0  # top each class of the fine-tuning set up to this from the banks
     inversion: InversionConfig = field(default_factory=lambda: InversionConfig(warm_steps=2))
 
     def problems(self, prefix: str) -> list[str]:
@@ -71,8 +76,8 @@ class ZdasConfig:
                 f"({self.start_round}), got {self.end_round}",
             ),
             (self.samples_per_client >= 1, "samples_per_client: must be >= 1"),
-            (self.pool in POOLS, f"pool: {self.pool!r} not in {POOLS}"),
-            (self.pool_per_class >= 1, "pool_per_class: must be >= 1"),
+            (self.bank in BANKS, f"bank: {self.bank!r} not in {BANKS}"),
+            (self.bank_per_class >= 1, "bank_per_class: must be >= 1"),
             (self.replay_per_class >= 0, "replay_per_class: must be >= 0 (0: off)"),
             (
                 self.replay_per_class == 0 or self.kd_weight == 0,
@@ -94,8 +99,27 @@ class ZdasConfig:
 
 
 @dataclass
+class Inverted:
+    """Every client model's synthetic samples, the models, and inversion diagnostics."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    sources: torch.Tensor  # the partition each sample was inverted from
+    teachers: list[nn.Module]
+    metrics: dict[str, float]
+
+
+@dataclass
+class Finetuned:
+    """The fine-tuned global state and diagnostics."""
+
+    state: StateDict
+    metrics: dict[str, float]
+
+
+@dataclass
 class ZdasOutcome:
-    """The fine-tuned state, the pooled samples and diagnostics."""
+    """One ZDAS round: the fine-tuned state, the round's samples, and diagnostics."""
 
     state: StateDict
     x: torch.Tensor
@@ -106,7 +130,7 @@ class ZdasOutcome:
 
 def client_allocation(cfg: ZdasConfig, num_classes: int, counts: np.ndarray | None) -> np.ndarray:
     """Per-class sample counts for one client model: uniform, or proportional to its counts."""
-    if cfg.use_label_counts and counts is not None and np.sum(counts) > 0:
+    if cfg.share_label_counts and counts is not None and np.sum(counts) > 0:
         return proportional_counts(np.asarray(counts, dtype=float), cfg.samples_per_client)
     return proportional_counts(np.ones(num_classes), cfg.samples_per_client)
 
@@ -121,7 +145,7 @@ def ensemble_weights(counts: Sequence[np.ndarray | None], num_classes: int) -> t
 
 
 def replay(
-    pools: Sequence[SyntheticPool],
+    banks: Sequence[SyntheticBank],
     y: torch.Tensor,
     per_class: int,
     num_classes: int,
@@ -129,11 +153,11 @@ def replay(
     max_age: int,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Samples from ``pools`` refined in an earlier round (at most ``max_age`` rounds ago)
+    """Samples from ``banks`` refined in an earlier round (at most ``max_age`` rounds ago)
     that top every class of ``y`` up to ``per_class``: under client sampling a round's client
     models cover a few classes, and fine-tuning on those alone pulls the average away from the
-    others. This round's samples (already in the pools) are never drawn twice."""
-    filled = [p for p in pools if not p.is_empty()]
+    others. This round's samples (already in the banks) are never drawn twice."""
+    filled = [p for p in banks if not p.is_empty()]
     if not filled:
         return None
     px = torch.cat([p.x for p in filled])  # type: ignore[misc]
@@ -163,29 +187,25 @@ def _bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
 ClientModel = tuple[int, StateDict, "np.ndarray | None"]  # partition, state, label counts
 
 
-def zdas_finetune(
+def zdas_invert(
     make_model: Callable[[], nn.Module],
-    averaged: StateDict,
     clients: Sequence[ClientModel],
     cfg: ZdasConfig,
-    pools: dict[int, SyntheticPool],
+    banks: dict[int, SyntheticBank],
     server_round: int,
     spec: DataSpec,
     *,
+    student: nn.Module | None = None,
     device: torch.device | str = "cpu",
     seed: int = 0,
     bank_per_class: int = 0,
-) -> ZdasOutcome:
-    """Invert each client model (warm-started from ``pools``), then fine-tune ``averaged``.
+) -> Inverted:
+    """Invert each client model for its allocation, warm-started from ``banks``.
 
-    ``pools`` holds a pool per client id, or with ``bank_per_class`` > 0 one class bank
-    (key -1) that keeps the newest ``bank_per_class`` samples of each class.
+    ``banks`` holds a bank per client id, or with ``bank_per_class`` > 0 one shared bank
+    (key :data:`SHARED`) that keeps the newest ``bank_per_class`` samples of each class.
+    ``student`` (the model being fine-tuned) is the ADI competitor when ``inversion.adi`` > 0.
     """
-    t0 = time.perf_counter()
-    device = torch.device(device)
-    student = make_model()
-    student.load_state_dict(averaged)
-    student.to(device)
     xs, ys, teachers, sources = [], [], [], []
     acc, bn_loss, warm_sum, inv_seconds = 0.0, 0.0, 0.0, 0.0
     for k, (cid, state, counts) in enumerate(clients):
@@ -193,12 +213,12 @@ def zdas_finetune(
         teacher.load_state_dict(state)
         teacher.to(device).eval()
         labels = torch.from_numpy(labels_for(client_allocation(cfg, spec.num_classes, counts)))
-        res, warm = invert_with_pool(
+        res, warm = invert_with_bank(
             teacher, labels, cfg.inversion,
-            pools.setdefault(-1 if bank_per_class else cid, SyntheticPool()),
-            server_round, cfg.pool_max_age, spec,
+            banks.setdefault(SHARED if bank_per_class else cid, SyntheticBank()),
+            server_round, cfg.bank_max_age, spec,
             student=student if cfg.inversion.adi > 0 else None, device=device,
-            seed=seed * 7919 + k, offset=cid if bank_per_class else 0,
+            seed=derive_seed(seed, k, ZDAS_MODEL), offset=cid if bank_per_class else 0,
             keep_per_class=bank_per_class,
         )  # fmt: skip
         xs.append(res.x)
@@ -209,24 +229,53 @@ def zdas_finetune(
         bn_loss += res.bn_loss_end / len(clients)
         warm_sum += warm / len(clients)
         inv_seconds += res.seconds
-    x, y = torch.cat(xs), torch.cat(ys)
+    metrics = {
+        "zdas-samples": float(sum(len(y) for y in ys)),
+        "zdas-inv-seconds": inv_seconds,
+        "zdas-teacher-acc": acc,
+        "zdas-bn-loss": bn_loss,
+        "zdas-warm-fraction": warm_sum,
+    }
+    return Inverted(torch.cat(xs), torch.cat(ys), torch.cat(sources), teachers, metrics)
+
+
+def finetune_set(
+    inv: Inverted,
+    counts: Sequence[np.ndarray | None],
+    cfg: ZdasConfig,
+    banks: dict[int, SyntheticBank],
+    server_round: int,
+    num_classes: int,
+    *,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> Samples:
+    """The fine-tuning set: the round's samples, replayed bank samples when asked, and the
+    per-class-weighted ensemble's logits as targets when distillation is on."""
+    x, y = inv.x, inv.y
     data = Samples(x, y)
     if cfg.replay_per_class > 0:
         gen = torch.Generator().manual_seed(seed)
-        extra = replay(list(pools.values()), y, cfg.replay_per_class, spec.num_classes,
-                       server_round, cfg.pool_max_age, gen)  # fmt: skip
+        extra = replay(list(banks.values()), y, cfg.replay_per_class, num_classes,
+                       server_round, cfg.bank_max_age, gen)  # fmt: skip
         if extra is not None:
             data = Samples(torch.cat([x, extra[0]]), torch.cat([y, extra[1]]))
     if cfg.kd_weight > 0:
-        w = ensemble_weights([c[2] for c in clients], spec.num_classes).to(device)  # (K, C)
+        w = ensemble_weights(counts, num_classes).to(device)  # (K, C)
         with torch.no_grad():
-            per_model = torch.stack([t(x.to(device)) for t in teachers])  # (K, N, C)
+            per_model = torch.stack([t(x.to(device)) for t in inv.teachers])  # (K, N, C)
             data.teacher_logits = (per_model * w[:, y.to(device)].unsqueeze(-1)).sum(0).cpu()
+    return data
 
+
+def zdas_finetune(
+    student: nn.Module, data: Samples, cfg: ZdasConfig, *, device: torch.device | str, seed: int
+) -> Finetuned:
+    """Fine-tune ``student`` on ``data`` as it will be evaluated: with ``update_bn_stats``
+    off, BatchNorm keeps normalising with the averaged running statistics (eval mode) and
+    only its affine parameters and the weights learn; with it on, BN uses (and tracks) batch
+    statistics."""
     keep = _bn_buffers(student)
-    # Fine-tune the model as it will be evaluated: with update_bn_stats off, BatchNorm keeps
-    # normalising with the averaged running statistics (eval mode) and only its affine
-    # parameters and the weights learn; with it on, BN uses (and tracks) batch statistics.
     opt = TrainConfig(
         cfg.finetune_epochs, cfg.finetune_batch_size, cfg.finetune_lr, cfg.finetune_momentum
     )
@@ -237,18 +286,42 @@ def zdas_finetune(
     state = {k: v.detach().cpu() for k, v in student.state_dict().items()}
     if not cfg.update_bn_stats:
         state.update({k: v.cpu() for k, v in keep.items()})
-    metrics = {
-        "zdas-samples": float(len(y)),
-        "zdas-replayed": float(len(data.y) - len(y)),
-        "zdas-inv-seconds": inv_seconds,
-        "zdas-teacher-acc": acc,
-        "zdas-bn-loss": bn_loss,
-        "zdas-warm-fraction": warm_sum,
-        "zdas-finetune-steps": float(stats.steps),
-        "zdas-finetune-loss": stats.loss,
-        "zdas-seconds": time.perf_counter() - t0,
-    }
-    return ZdasOutcome(state, x, y, metrics, torch.cat(sources))
+    metrics = {"zdas-finetune-steps": float(stats.steps), "zdas-finetune-loss": stats.loss}
+    return Finetuned(state, metrics)
+
+
+def zdas_round(
+    make_model: Callable[[], nn.Module],
+    averaged: StateDict,
+    clients: Sequence[ClientModel],
+    cfg: ZdasConfig,
+    banks: dict[int, SyntheticBank],
+    server_round: int,
+    spec: DataSpec,
+    *,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    bank_per_class: int = 0,
+) -> ZdasOutcome:
+    """ZDAS's server step: invert every client model (:func:`zdas_invert`), build the
+    fine-tuning set (:func:`finetune_set`) and fine-tune ``averaged`` on it."""
+    t0 = time.perf_counter()
+    student = make_model()
+    student.load_state_dict(averaged)
+    student.to(device)
+    inv = zdas_invert(
+        make_model, clients, cfg, banks, server_round, spec,
+        student=student, device=device, seed=seed, bank_per_class=bank_per_class,
+    )  # fmt: skip
+    data = finetune_set(
+        inv, [c[2] for c in clients], cfg, banks, server_round, spec.num_classes,
+        device=device, seed=seed,
+    )  # fmt: skip
+    out = zdas_finetune(student, data, cfg, device=device, seed=seed)
+    metrics = inv.metrics | out.metrics
+    metrics["zdas-replayed"] = float(len(data.y) - len(inv.y))
+    metrics["zdas-seconds"] = time.perf_counter() - t0
+    return ZdasOutcome(out.state, inv.x, inv.y, metrics, inv.sources)
 
 
 class LabelCountsHook(ClientHook):
@@ -259,26 +332,31 @@ class LabelCountsHook(ClientHook):
 
 
 class Zdas(Algorithm):
-    """FedAvg, then every client model inverted and the average fine-tuned on the pool."""
+    """FedAvg, then every client model inverted and the average fine-tuned on their samples."""
 
     name = "zdas"
-    composes_with_proximal = True
+    section = "zdas"
+    Config = ZdasConfig
     averages_only = False  # inverts every client's model
 
-    def __init__(self, setup) -> None:
+    def __init__(self, setup: ServerSetup) -> None:
         super().__init__(setup)
-        self.cfg: ZdasConfig = setup.cfg.zdas
-        self.pools: dict[int, SyntheticPool] = {}
-        auto = self.cfg.pool == "auto" and setup.samples_clients
-        shared = self.cfg.pool == "class" or auto
-        self.bank_per_class = self.cfg.pool_per_class if shared else 0
+        self.cfg: ZdasConfig = setup.cfg
+        self.banks: dict[int, SyntheticBank] = {}
+        auto = self.cfg.bank == "auto" and setup.run.samples_clients
+        shared = self.cfg.bank == "shared" or auto
+        self.bank_per_class = self.cfg.bank_per_class if shared else 0
+
+    @classmethod
+    def model_problems(cls, cfg: ZdasConfig, model: nn.Module) -> list[str]:
+        return batchnorm_problems(cfg, model, "zdas")
 
     @classmethod
     def client_hook(cls, config: dict[str, Any], arrays: dict) -> ClientHook | None:
         return LabelCountsHook() if config.get(SHARE_LABEL_COUNTS) else None
 
     def train_config(self, server_round: int) -> dict[str, Any]:
-        return {SHARE_LABEL_COUNTS: True} if self.cfg.use_label_counts else {}
+        return {SHARE_LABEL_COUNTS: True} if self.cfg.share_label_counts else {}
 
     def server_update(
         self, server_round: int, averaged: StateDict, replies: Sequence[TrainReply]
@@ -286,17 +364,17 @@ class Zdas(Algorithm):
         if not self.cfg.active(server_round):
             return ServerStep(averaged)
         s = self.setup
-        out = zdas_finetune(
+        out = zdas_round(
             s.make_model, averaged, [(r.partition_id, r.state, r.label_counts) for r in replies],
-            self.cfg, self.pools, server_round, s.spec,
-            device=s.device, seed=s.cfg.seed * 100_003 + server_round,
+            self.cfg, self.banks, server_round, s.spec, device=s.device,
+            seed=derive_seed(s.run.seed, server_round, ZDAS_ROUND),
             bank_per_class=self.bank_per_class,
         )  # fmt: skip
         return ServerStep(out.state, out.metrics, (out.x, out.y), out.sources)
 
     def state_dict(self) -> dict[str, Any]:
-        """The per-client synthetic pools."""
-        return {"pools": {cid: pool.state() for cid, pool in self.pools.items()}}
+        """The synthetic banks (per client id, or the shared one under :data:`SHARED`)."""
+        return {"banks": {cid: bank.state() for cid, bank in self.banks.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pools = {int(c): SyntheticPool.from_state(s) for c, s in state["pools"].items()}
+        self.banks = {int(c): SyntheticBank.from_state(s) for c, s in state["banks"].items()}

@@ -1,11 +1,11 @@
-"""Amortised inversion: a pool of synthetic samples refined across rounds.
+"""Amortised inversion: a bank of synthetic samples refined across rounds.
 
 Instead of inverting from noise every round, each side keeps its last samples and refines
 them for ``warm_steps`` against the new model. Samples older than ``max_age`` rounds are
-stale, and classes the pool lacks start from noise. A pool is either one model's own
-samples, or a bank keyed by class that any model draws from and refills (so warm starts
-survive client sampling, where the same client rarely comes back). The pool serialises to and
-from plain tensors so a client can keep it in Flower's ``Context.state``.
+stale, and classes the bank lacks start from noise. A bank holds either one model's own
+samples (per client), or samples keyed by class that any model draws from and refills
+(shared: warm starts survive client sampling, where the same client rarely comes back). It
+serialises to and from plain tensors so a client can keep it in Flower's ``Context.state``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from inversion.engine import InputSpec, InversionConfig, InversionResult, invert
 
 
 @dataclass
-class SyntheticPool:
+class SyntheticBank:
     """Synthetic inputs ``x`` with labels ``y``; ``rounds[i]`` is the round in which sample
-    ``i`` was last refined. A pool is one side's own samples (``update`` replaces them) or a
-    bank shared across models (``merge`` keeps the newest ``per_class`` of each class)."""
+    ``i`` was last refined. A bank is one side's own samples (``update`` replaces them) or
+    shared across models (``merge`` keeps the newest ``per_class`` of each class)."""
 
     x: torch.Tensor | None = None
     y: torch.Tensor | None = None
@@ -45,7 +45,7 @@ class SyntheticPool:
         generator: torch.Generator,
         offset: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Starting inputs for ``labels``: pool samples of the same class refined at most
+        """Starting inputs for ``labels``: bank samples of the same class refined at most
         ``max_age`` rounds ago where available (from the ``offset``-th on, cycling), N(0, 1)
         noise elsewhere. Returns the inputs and a boolean mask of the warm ones."""
         init = torch.randn((labels.numel(), *input_shape), generator=generator)
@@ -66,7 +66,7 @@ class SyntheticPool:
         return init, warm
 
     def update(self, x: torch.Tensor, y: torch.Tensor, server_round: int) -> None:
-        """Replace the pool with freshly refined samples."""
+        """Replace the bank with freshly refined samples."""
         self.x, self.y = x.detach().cpu(), y.detach().cpu().long()
         self.rounds = torch.full((len(self.y),), server_round, dtype=torch.long)
 
@@ -80,11 +80,12 @@ class SyntheticPool:
             x_all = torch.cat([x.detach().cpu(), self.x])  # type: ignore[list-item]
             y_all = torch.cat([y.detach().cpu().long(), self.y])  # type: ignore[list-item]
             r_all = torch.cat([new_r, self.rounds])  # type: ignore[list-item]
+        assert x_all is not None and y_all is not None and r_all is not None
         keep = torch.cat(
             [torch.nonzero(y_all == c).flatten()[:per_class] for c in y_all.unique().tolist()]
         )
         keep = keep.sort().values
-        self.x, self.y, self.rounds = x_all[keep], y_all[keep], r_all[keep]  # type: ignore[index]
+        self.x, self.y, self.rounds = x_all[keep], y_all[keep], r_all[keep]
 
     def state(self) -> dict[str, torch.Tensor]:
         """Plain tensors (for Context.state, messages and checkpoints)."""
@@ -93,7 +94,7 @@ class SyntheticPool:
         return {"x": self.x, "y": self.y, "rounds": self.rounds}  # type: ignore[dict-item]
 
     @classmethod
-    def from_state(cls, state: dict[str, torch.Tensor]) -> SyntheticPool:
+    def from_state(cls, state: dict[str, torch.Tensor]) -> SyntheticBank:
         if not state:
             return cls()
         y = state["y"].long()
@@ -127,11 +128,11 @@ def _merge(parts: list[InversionResult], order: torch.Tensor) -> InversionResult
     )
 
 
-def invert_with_pool(
+def invert_with_bank(
     model: nn.Module,
     labels: torch.Tensor,
     cfg: InversionConfig,
-    pool: SyntheticPool,
+    bank: SyntheticBank,
     server_round: int,
     max_age: int,
     spec: InputSpec,
@@ -142,10 +143,10 @@ def invert_with_pool(
     offset: int = 0,
     keep_per_class: int = 0,
 ) -> tuple[InversionResult, float]:
-    """Invert ``model`` for ``labels`` starting from ``pool`` where it can, then refill it.
+    """Invert ``model`` for ``labels`` starting from ``bank`` where it can, then refill it.
 
-    Samples that start from the pool get ``cfg.warm_steps``, the others (a first round, a
-    stale pool, a class the pool lacks) ``cfg.steps`` from noise; each group is optimised
+    Samples that start from the bank get ``cfg.warm_steps``, the others (a first round, a
+    stale bank, a class the bank lacks) ``cfg.steps`` from noise; each group is optimised
     separately, so a few new samples never make the whole set pay the cold-start price.
     A bank shared across models (``keep_per_class`` > 0) merges the new samples instead of
     being replaced by them, and ``offset`` spreads its users over its samples.
@@ -153,7 +154,7 @@ def invert_with_pool(
     """
     gen = torch.Generator().manual_seed(seed)
     shape = tuple(spec.input_shape)
-    init, warm = pool.init_for(labels, shape, server_round, max_age, gen, offset)
+    init, warm = bank.init_for(labels, shape, server_round, max_age, gen, offset)
     parts, order = [], []
     for is_warm, steps in ((True, cfg.warm_steps), (False, cfg.steps)):
         idx = torch.nonzero(warm == is_warm).flatten()
@@ -177,7 +178,7 @@ def invert_with_pool(
         return invert(model, labels, cfg, spec), 0.0
     res = _merge(parts, torch.cat(order))
     if keep_per_class > 0:
-        pool.merge(res.x, res.y, server_round, keep_per_class)
+        bank.merge(res.x, res.y, server_round, keep_per_class)
     else:
-        pool.update(res.x, res.y, server_round)
+        bank.update(res.x, res.y, server_round)
     return res, float(warm.float().mean())

@@ -1,0 +1,129 @@
+"""q-FedAvg (Li, Sanjabi, Beirami, Smith, ICLR 2020, "Fair Resource Allocation in Federated
+Learning"): the q-FFL objective ``sum_k F_k^(q+1) / (q+1)``, solved by weighting each
+client's update by its loss to the power ``q``, so clients the global model serves badly
+pull harder. ``q = 0`` is an unweighted average of the client models.
+
+Each client reports ``qffl-loss``, its training loss ``F_k`` under the received global model
+``w`` (measured before local training), and ``qffl-step``, how far its local training moves
+per unit of gradient: ``K lr / (1 - momentum)`` after ``K`` SGD steps. The paper's
+``L = 1 / lr`` assumes one momentum-free step; with ``L_k = 1 / qffl-step`` instead,
+``dw_k = L_k (w - w_k)`` stays an estimate of the client's gradient, as the update needs
+(SCAFFOLD's control variates divide by the same quantity). Then
+``h_k = q F_k^(q-1) ||dw_k||^2 + L_k F_k^q`` and the new model is
+``w - sum_k F_k^q dw_k / sum_k h_k``. The update covers trainable parameters; BatchNorm's
+running statistics keep FedAvg's example-weighted average.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from fedcore.algorithms.base import (
+    Algorithm,
+    ClientHook,
+    ClientRound,
+    LocalPlan,
+    ServerSetup,
+    ServerStep,
+)
+from fedcore.protocol import QFFL_ASK, QFFL_LOSS, QFFL_STEP, TrainReply
+from fedcore.training import TrainStats
+from fedcore.types import StateDict
+
+EPS = 1e-10  # keeps F_k^(q-1) finite for a client with zero loss
+
+
+@dataclass(frozen=True)
+class QFedAvgConfig:
+    """The fairness exponent ``q``."""
+
+    q: float = 1.0  # 0: unweighted average; larger: high-loss clients weigh more
+
+    def problems(self, prefix: str) -> list[str]:
+        return [] if self.q >= 0 else [f"{prefix}q: must be >= 0, got {self.q}"]
+
+
+def qffl_update(
+    global_state: StateDict,
+    client_states: Sequence[StateDict],
+    losses: Sequence[float],
+    steps: Sequence[float],
+    names: Sequence[str],
+    q: float,
+) -> StateDict:
+    """The q-FFL step for the tensors ``names`` (float64 sums, cast back); ``steps[k]`` is
+    client k's ``1 / L_k``."""
+    num = {n: torch.zeros(global_state[n].shape, dtype=torch.float64) for n in names}
+    h_sum = 0.0
+    for state, loss, step in zip(client_states, losses, steps, strict=True):
+        lipschitz = 1.0 / step
+        f = max(float(loss), EPS)
+        dw = {n: lipschitz * (global_state[n].double() - state[n].double()) for n in names}
+        sq = float(sum(float(d.pow(2).sum()) for d in dw.values()))
+        for n in names:
+            num[n] += f**q * dw[n]
+        h_sum += q * f ** (q - 1) * sq + lipschitz * f**q
+    return {n: (global_state[n].double() - num[n] / h_sum).to(global_state[n].dtype) for n in names}
+
+
+class LossHook(ClientHook):
+    """Reports the received model's mean cross-entropy on this client's own samples, and
+    after training the effective step size of its local SGD."""
+
+    def before(self, rnd: ClientRound, plan: LocalPlan) -> None:
+        real = plan.data.samples
+        n, model = plan.data.num_real, rnd.model
+        was_training = model.training
+        model.eval()
+        total = 0.0
+        with torch.no_grad():
+            for start in range(0, n, 1024):
+                xb = real.x[start : min(start + 1024, n)].to(rnd.device)
+                yb = real.y[start : min(start + 1024, n)].to(rnd.device)
+                total += float(F.cross_entropy(model(xb), yb, reduction="sum"))
+        model.train(was_training)
+        plan.metrics[QFFL_LOSS] = total / max(n, 1)
+
+    def after(self, rnd: ClientRound, stats: TrainStats, plan: LocalPlan) -> None:
+        t = rnd.train
+        plan.metrics[QFFL_STEP] = max(stats.steps, 1) * t.lr / (1.0 - t.momentum)
+
+
+class QFedAvg(Algorithm):
+    """The q-FFL step in place of FedAvg's average; asks every client for its loss."""
+
+    name = "qfedavg"
+    section = "qfedavg"
+    Config = QFedAvgConfig
+    averages_only = False  # weights each client's model by its own loss
+
+    def __init__(self, setup: ServerSetup) -> None:
+        super().__init__(setup)
+        self.q = setup.cfg.q
+        self.sent: StateDict = {}  # the global model of the round in flight
+
+    @classmethod
+    def client_hook(cls, config: dict[str, Any], arrays: dict) -> ClientHook | None:
+        return LossHook() if config.get(QFFL_ASK) else None
+
+    def train_config(self, server_round: int) -> dict[str, Any]:
+        return {QFFL_ASK: True}
+
+    def train_arrays(self, server_round: int, global_state: StateDict) -> dict[str, StateDict]:
+        self.sent = global_state
+        return {}
+
+    def server_update(
+        self, server_round: int, averaged: StateDict, replies: Sequence[TrainReply]
+    ) -> ServerStep:
+        losses = [float(r.metrics[QFFL_LOSS]) for r in replies]
+        steps = [float(r.metrics[QFFL_STEP]) for r in replies]
+        states = [r.state for r in replies]
+        params = qffl_update(self.sent, states, losses, steps, self.setup.param_names, self.q)
+        metrics = {"qffl-loss-max": max(losses), "qffl-loss-min": min(losses)}
+        return ServerStep(averaged | params, metrics)
