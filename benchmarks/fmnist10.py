@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.matrix import RESULTS, Target, Yardstick, main, mean_of
+from benchmarks.matrix import main
 from benchmarks.matrix import run_federated as _run
+from benchmarks.yardstick import RESULTS, Target, Yardstick, mean_of
 
 __all__ = ["FMNIST10", "RESULTS", "run_federated"]
 
@@ -59,7 +60,7 @@ FMNIST10 = Yardstick(
     # largest per-class ask of these clients) instead of every client inverting its own
     # budget, and ZDAS inverts 50 samples per client model with 2 warm steps
     method_overrides=(
-        "fedprox.mu=0.01 zdas.use_label_counts=true zdac.pool=server zdac.bank_per_class=208 "
+        "fedprox.mu=0.01 zdas.share_label_counts=true zdac.bank=shared zdac.bank_per_class=208 "
         "zdac.inversion.warm_steps=2 zdas.samples_per_client=50 zdas.inversion.warm_steps=2"
     ),
     extra_seeds=(("fedavg", "zda"), ("dir0.1", "c1"), (1, 2)),

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.matrix import Target, Yardstick, main, mean_of
+from benchmarks.matrix import main
+from benchmarks.yardstick import Target, Yardstick, mean_of
 
 
 def round_ratio(rows: list[dict]) -> float | None:
@@ -80,7 +81,7 @@ FMNIST100 = Yardstick(
     # the cross-device ZDAS settings of the f100-zda-cheap50 trial plus class replay
     # (f100-zda-rep64b; benchmarks/results/levers.md)
     method_overrides=(
-        "fedprox.mu=0.01 zdas.use_label_counts=true zdas.samples_per_client=50 "
+        "fedprox.mu=0.01 zdas.share_label_counts=true zdas.samples_per_client=50 "
         "zdas.inversion.warm_steps=2 zdas.replay_per_class=64"
     ),
     extra_seeds=(("fedavg", "zda"), ("dir0.1", "c2"), (1, 2)),

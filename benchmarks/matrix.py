@@ -1,11 +1,11 @@
 """A benchmark matrix (a yardstick): every method on the same partitions, through `flwr run .`.
 
-A :class:`Yardstick` fixes the federation (clients, sampling, local epochs, rounds) and the
-partitions; :func:`main` runs its cells one at a time. Each finished cell is written at once
-to the yardstick's cell directory and skipped on the next start, so a matrix can be
-completed over several sittings. ``--quick`` is a smoke test of the harness (tiny subset,
-2 rounds, its own results directory). ``fmnist10.py`` and ``fmnist100.py`` are the two
-yardsticks.
+A :class:`~benchmarks.yardstick.Yardstick` fixes the federation (clients, sampling, local
+epochs, rounds) and the partitions; :func:`main` runs its cells one at a time. Each finished
+cell is written at once to the yardstick's cell directory and skipped on the next start, so
+a matrix can be completed over several sittings. ``--quick`` is a smoke test of the harness
+(tiny subset, 2 rounds, its own results directory). ``fmnist10.py`` and ``fmnist100.py`` are
+the two yardsticks; ``report.py`` builds their tables and plots.
 """
 
 from __future__ import annotations
@@ -15,72 +15,24 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.report import write_report
+from benchmarks.yardstick import ALGORITHMS, RESULTS, ROOT, Yardstick
 from fedcore.config import load_config
 from fedcore.datasets import load_dataset
 from fedcore.models import build_model
 from fedcore.training import TrainConfig, evaluate, train_local
 from scripts.simulate import simulate
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
-ALGORITHMS = ("fedavg", "fedprox", "scaffold", "zdac", "zdas", "zda")
-PARTITIONS = {
-    "dir0.5": "partition.name=dirichlet partition.alpha=0.5",
-    "dir0.1": "partition.name=dirichlet partition.alpha=0.1",
-    "c2": "partition.name=pathological partition.num_classes_per_partition=2",
-    "c1": "partition.name=pathological partition.num_classes_per_partition=1",
-}
 QUICK = (
     "data.train_subset=1200 data.test_subset=400 partition.client_test_size=100 "
     "zdas.samples_per_client=20 zdac.budget=0.05 zdas.inversion.steps=20 "
     "zdac.inversion.steps=20"
 )
-# (label, measured value or None, threshold or None, higher is better)
-Target = tuple[str, "float | None", "float | None", bool]
-
-
-@dataclass(frozen=True)
-class Yardstick:
-    """One benchmark matrix: fixed federation settings, partitions, methods and seeds."""
-
-    name: str  # file stem of its results: NAME.json, NAME.md, NAME_accuracy.png
-    title: str
-    clients: int
-    rounds: int
-    partitions: tuple[str, ...]
-    federation: str  # fixed run-config overrides (sampling, local epochs) beyond the defaults
-    method_overrides: str  # method settings every cell uses
-    extra_seeds: tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]  # algs, parts, seeds
-    describe: dict = field(default_factory=dict)  # what the fields below do not say
-    cell_dir: str = "cells"
-    speed_file: str = ""  # a speed benchmark's JSON (in the results directory) it reports
-    targets: Callable[[list[dict], dict | None], list[Target]] = lambda rows, speed: []
-    central_fraction: float = 1.0  # share of the union one centralized round trains on
-    central_epochs: int = 1
-
-    def cells(self, algorithms: list[str], partitions: list[str], quick: bool) -> list[tuple]:
-        """(algorithm, partition, seed) for the matrix, filtered."""
-        out = [(a, p, 0) for p in self.partitions for a in ALGORITHMS]
-        if not quick:
-            algs, parts, seeds = self.extra_seeds
-            out += [(a, p, s) for s in seeds for p in parts for a in algs]
-        out = [c for c in out if c[0] in algorithms and c[1] in partitions]
-        if "centralized" in algorithms:
-            out += [("centralized", "all", 0)]
-        return out
-
-    def overrides(self, algorithm: str, partition: str, seed: int, rounds: int) -> str:
-        return (
-            f"algorithm={algorithm} seed={seed} rounds={rounds} {PARTITIONS[partition]} "
-            f"{self.federation} {self.method_overrides} name={self.name}-{partition}"
-        )
 
 
 def run_federated(
@@ -181,8 +133,6 @@ def code_version() -> dict:
 
 def main(yard: Yardstick, doc: str) -> None:
     """The command line of one yardstick: run the missing cells, then rebuild its report."""
-    from benchmarks.report import write_report
-
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--algorithms", default=",".join((*ALGORITHMS, "centralized")))
     ap.add_argument("--partitions", default=",".join(yard.partitions))
@@ -220,6 +170,13 @@ def main(yard: Yardstick, doc: str) -> None:
                 f"({row['seconds_per_round']:.1f}s/round)",
                 flush=True,
             )
+    public = not (a.quick or a.results)  # the committed results: README and docs follow
+    report(yard, results, rounds, a.quick, public)
+
+
+def report(yard: Yardstick, results: Path, rounds: int, quick: bool, public: bool) -> list[dict]:
+    """Rebuild the yardstick's report from its cells in ``results``; with ``public``, also
+    its blocks in README.md and docs/results.md."""
     algs, parts, seeds = yard.extra_seeds
     meta = {
         "dataset": yard.describe.get("dataset"),
@@ -228,16 +185,16 @@ def main(yard: Yardstick, doc: str) -> None:
         "seed": 0,
         "extra_seeds": {"algorithms": list(algs), "partitions": list(parts), "seeds": list(seeds)},
         "rounds": rounds,
-        "quick": a.quick,
+        "quick": quick,
         "method_overrides": yard.method_overrides,
     }
-    every = yard.cells([*ALGORITHMS, "centralized"], list(yard.partitions), a.quick)
-    readme = None if a.quick or a.results else ROOT / "README.md"
-    write_report(yard, cell_dir, results, meta, [f"{x}-{p}-s{s}" for x, p, s in every], readme)
-
-
-def mean_of(rows: list[dict], alg: str, part: str, key: str = "final_accuracy") -> float | None:
-    """Mean of ``key`` over the rows (seeds) of one algorithm and partition; None if none."""
-    vals = [r[key] for r in rows if r["algorithm"] == alg and r["partition"] == part]
-    vals = [v for v in vals if v is not None]
-    return float(np.mean(vals)) if vals else None
+    every = yard.cells([*ALGORITHMS, "centralized"], list(yard.partitions), quick)
+    return write_report(
+        yard,
+        results / yard.cell_dir,
+        results,
+        meta,
+        [f"{x}-{p}-s{s}" for x, p, s in every],
+        readme=ROOT / "README.md" if public else None,
+        docs=ROOT / "docs" / "results.md" if public else None,
+    )

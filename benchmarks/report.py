@@ -1,14 +1,16 @@
-"""Build a yardstick's NAME.json, NAME.md and plots from its finished benchmark cells."""
+"""Build a yardstick's NAME.json, NAME.md and plots from its finished benchmark cells, and
+its generated blocks in README.md and docs/results.md."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.matrix import Target, Yardstick
+from benchmarks.yardstick import Target, Yardstick
 from fedcore.plots import plt
 
 ROW_KEYS = (
@@ -137,10 +139,18 @@ def markdown(
     missing: list[str],
     codes: dict[str, str] | None = None,
     speed: dict | None = None,
+    public: bool = False,
 ) -> str:
     """The results table (accuracies in %, mean ± std over seeds where several), the speed
-    file and the targets."""
+    file and the targets. ``public`` (docs/results.md) leaves out the commit of each cell."""
     codes = codes or {}
+    code_note = (
+        ""
+        if public
+        else " `code` is the commit each cell ran from, one per seed in the `seeds` order where "
+        "they differ (`+`: with uncommitted changes, listed in the "
+        "cell's file; `?`: not recorded, the cell predates that record)."
+    )
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[(r["partition"], r["algorithm"])].append(r)
@@ -150,14 +160,13 @@ def markdown(
         "",
         "Accuracies in %; `±` is the std over seeds where a cell has several seeds. "
         f"`client std` and `worst-10%` are over the {yard.clients} clients' own test sets "
-        "(final round). `last 10` is the mean global accuracy over the last ten rounds. "
-        "`code` is the commit each cell ran from, one per seed in the `seeds` order where "
-        "they differ (`+`: with uncommitted changes, listed in the "
-        "cell's file; `?`: not recorded, the cell predates that record).",
+        "(final round). `last 10` is the mean global accuracy over the last ten rounds."
+        + code_note,
         "",
         "| partition | algorithm | seeds | final acc | best acc | last 10 | client mean "
-        "| client std | worst-10% | s/round | inversion s/round | rounds to FedAvg final | code |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| client std | worst-10% | s/round | inversion s/round | rounds to FedAvg final |"
+        + ("" if public else " code |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("" if public else "---|"),
     ]
     for (part, alg), rs in groups.items():
         reach = ", ".join("never" if r["rounds_to_fedavg_final"] is None and alg != "centralized"
@@ -172,7 +181,8 @@ def markdown(
             f"| {_fmt([r['client_acc_worst10'] for r in rs])} "
             f"| {_fmt([r['seconds_per_round'] for r in rs], pct=False)} "
             f"| {_fmt([r['inversion_seconds_per_round'] for r in rs], pct=False)} "
-            f"| {reach} | {_codes([codes.get(cell_id(r), '?') for r in rs])} |"
+            f"| {reach} |"
+            + ("" if public else f" {_codes([codes.get(cell_id(r), '?') for r in rs])} |")
         )
     if missing:
         lines += ["", f"Not run yet ({len(missing)} cells): " + ", ".join(missing)]
@@ -259,6 +269,33 @@ def update_readme(readme: Path, yard: Yardstick, table_md: str) -> bool:
     return True
 
 
+DOCS_BLOCK = re.compile(r"<!-- (\S+):START -->\n.*?<!-- \1:END -->\n", re.DOTALL)
+
+
+def update_docs(docs: Path, yard: Yardstick, table_md: str) -> None:
+    """Write the yardstick's section of ``docs`` (docs/results.md): a generated preamble, then
+    one block per yardstick; this one's is replaced (or appended), the others are kept."""
+    blocks = {m[1]: m[0] for m in DOCS_BLOCK.finditer(docs.read_text())} if docs.is_file() else {}
+    title, body = table_md.split("\n", 2)[0::2]  # "# TITLE results", the rest
+    body = body.lstrip("\n").replace("\n## ", "\n### ")  # its sections nest under its ##
+    blocks[yard.name] = (
+        f"<!-- {yard.name}:START -->\n## {title.removeprefix('# ').removesuffix(' results')}\n\n"
+        f"{body}<!-- {yard.name}:END -->\n"
+    )
+    blocks = dict(sorted(blocks.items()))  # the same order whichever yardstick ran last
+    commands = ", ".join(f"`python -m benchmarks.{name} --report`" for name in blocks)
+    head = (
+        "# Results\n\n"
+        "The yardsticks' results: every method on the same federation and partitions, through "
+        "`flwr run .`, one table per yardstick with the targets it is held to. Generated from "
+        f"the finished cells in `benchmarks/results/` by {commands}; do not edit by hand. "
+        "Per cell: `benchmarks/results/NAME.md` (with the commit each cell ran from), "
+        "`NAME.json` (accuracy per round) and the plots beside them.\n"
+    )
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text("\n".join([head, *blocks.values()]))
+
+
 def write_report(
     yard: Yardstick,
     cell_dir: Path,
@@ -266,8 +303,10 @@ def write_report(
     yardstick: dict,
     expected: list[str] | None = None,
     readme: Path | None = None,
+    docs: Path | None = None,
 ) -> list[dict]:
-    """Write NAME.json / NAME.md / plots into ``out``; return the rows."""
+    """Write NAME.json / NAME.md / plots into ``out`` and the yardstick's blocks in ``readme``
+    and ``docs`` (where given); return the rows."""
     rows = load_rows(cell_dir)
     done = {cell_id(r) for r in rows}
     missing = [c for c in (expected or []) if c not in done]
@@ -280,4 +319,6 @@ def write_report(
     plots(yard, rows, out)
     if readme is not None:
         update_readme(readme, yard, table)
+    if docs is not None:
+        update_docs(docs, yard, markdown(yard, rows, yardstick, missing, speed=speed, public=True))
     return rows

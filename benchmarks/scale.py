@@ -42,7 +42,7 @@ KEYS = (
 )  # fmt: skip
 BASE = (
     "partition.alpha=0.3 partition.self_balancing=true partition.min_partition_size=5 "
-    "partition.client_test_size=200 zdas.use_label_counts=true"
+    "partition.client_test_size=200 zdas.share_label_counts=true"
 )
 
 

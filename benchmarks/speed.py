@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.fmnist10 import RESULTS, run_federated
-from benchmarks.inversion_speed import train_throughput
+from benchmarks.studies.inversion_speed import train_throughput
 from fedcore.datasets import load_dataset
 from fedcore.models import build_model
 from fedcore.training import TrainConfig, evaluate, train_local

@@ -1,8 +1,11 @@
-"""PNG figures for a run directory (matplotlib, headless)."""
+"""PNG figures for a run directory and for a comparison of runs (matplotlib, headless).
+
+Each function saves its figure and returns it (closed), so a caller can check what it drew.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -11,11 +14,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from fedcore.vision import tile
 
 
-def plot_label_mix(counts: np.ndarray, classes: Sequence[str], path: Path) -> None:
+def plot_label_mix(counts: np.ndarray, classes: Sequence[str], path: Path) -> Figure:
     """Stacked bars: samples per class for every client."""
     n_clients, n_cls = counts.shape
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * n_clients + 2), 4))
@@ -38,9 +42,10 @@ def plot_label_mix(counts: np.ndarray, classes: Sequence[str], path: Path) -> No
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return fig
 
 
-def plot_accuracy(rows: Sequence[dict], path: Path) -> None:
+def plot_accuracy(rows: Sequence[dict], path: Path) -> Figure:
     """Global accuracy and the client mean / worst-10% / best-10% per round."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     r = [row["round"] for row in rows]
@@ -64,13 +69,19 @@ def plot_accuracy(rows: Sequence[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return fig
 
 
-def plot_client_spread(rows: Sequence[dict], path: Path) -> None:
+def reported(accuracies: Sequence[float | None] | None) -> list[float]:
+    """The accuracies of the clients that reported (None and NaN left out)."""
+    return [float(a) for a in accuracies or [] if a is not None and a == a]
+
+
+def plot_client_spread(rows: Sequence[dict], path: Path) -> Figure:
     """Box plot of per-client accuracy per round (clients that did not report are left out)."""
     spread = []
     for row in rows:
-        accs = [a for a in row.get("client_accuracies") or [] if a is not None and a == a]
+        accs = reported(row.get("client_accuracies"))
         if accs:
             spread.append((row["round"], accs))
     fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(spread) + 2), 4))
@@ -83,6 +94,36 @@ def plot_client_spread(rows: Sequence[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return fig
+
+
+def plot_comparison(results: Mapping[str, Mapping], path: Path, title: str) -> Figure:
+    """Methods side by side: global accuracy per round (left) and, from each method's last
+    round, every client's accuracy on its own test set, sorted worst to best (right; x is the
+    client's rank as a share of the clients, so federations of any size line up)."""
+    fig, (curve, clients) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name, r in results.items():
+        acc = r["accuracy_per_round"]
+        curve.plot(range(1, len(acc) + 1), acc, marker="o", ms=3, label=name)
+        per = sorted(reported(r.get("client_accuracies")))
+        if per:
+            rank = (np.arange(len(per)) + 0.5) / len(per) * 100
+            clients.plot(rank, per, marker=".", ms=4, label=f"{name} (std {np.std(per):.3f})")
+    curve.set_xlabel("round")
+    curve.set_ylabel("global test accuracy")
+    clients.set_xlabel("clients, worst to best (%)")
+    clients.set_ylabel("client accuracy, last round (own test set)")
+    clients.set_xlim(0, 100)
+    clients.set_ylim(0, 1.02)
+    for ax in (curve, clients):
+        ax.grid(alpha=0.3)
+    curve.legend(fontsize=8)
+    clients.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return fig
 
 
 def save_image_grid(
@@ -93,7 +134,7 @@ def save_image_grid(
     std: Sequence[float],
     path: Path,
     per_class: int = 8,
-) -> None:
+) -> Figure:
     """Grid of images (N,C,H,W, normalised), one row per class, up to ``per_class`` each,
     tiled by ``torchvision.utils.make_grid`` and titled per row."""
     m = np.asarray(mean).reshape(1, -1, 1, 1)
@@ -118,6 +159,7 @@ def save_image_grid(
     fig.tight_layout(pad=0.2)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return fig
 
 
 def save_pairs(
@@ -125,10 +167,11 @@ def save_pairs(
     mean: Sequence[float],
     std: Sequence[float],
     path: Path,
-) -> None:
-    """Two rows: synthetic samples (top) above their nearest real image (bottom), with SSIM."""
+) -> Figure | None:
+    """Two rows: synthetic samples (top) above their nearest real image (bottom), with SSIM;
+    nothing (None) without pairs."""
     if not pairs:
-        return
+        return None
     fig, axes = plt.subplots(2, len(pairs), figsize=(len(pairs) * 1.0, 2.3), squeeze=False)
     m = np.asarray(mean).reshape(-1, 1, 1)
     s = np.asarray(std).reshape(-1, 1, 1)
@@ -143,3 +186,4 @@ def save_pairs(
     fig.tight_layout(pad=0.2)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return fig

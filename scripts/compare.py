@@ -5,7 +5,8 @@
 Each algorithm runs through `flwr run .` (the same seed, so the same partitions and the same
 clients sampled each round); the table gives the final global accuracy, the spread of
 per-client accuracy (std and the mean of the worst 10 %, every client scored in the last
-round) and seconds per round; ``compare.png`` plots accuracy per round. Everything goes to
+round) and seconds per round; ``compare.png`` plots accuracy per round beside every client's
+accuracy in the last round, sorted worst to best (the fairness gap). Everything goes to
 one directory (``output.dir``, else ``runs/compare-<time>``), one run directory per
 algorithm inside it. Exits non-zero if any run fails.
 """
@@ -18,15 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-from fedcore.config import ConfigError, run_config_file
-from fedcore.plots import plt
+from fedcore.config import ConfigError
+from fedcore.plots import plot_comparison
+from fedcore.runconfig import run_config_file
 from scripts.simulate import ROOT, simulate
 
 DEFAULT = "configs/compare.toml"
 
 
 def summarise(run_dir: Path) -> dict:
-    """One run directory's final metrics and per-round accuracy."""
+    """One run directory's final metrics, per-round accuracy and the last round's accuracy of
+    each client (``client_accuracies`` of metrics.jsonl: by partition id, None where a client
+    did not report)."""
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     last = rows[-1]
     return {
@@ -35,10 +39,12 @@ def summarise(run_dir: Path) -> dict:
         "client_acc_worst10": last["client_acc_worst10"],
         "seconds_per_round": sum(r["round_seconds"] for r in rows) / len(rows),
         "accuracy_per_round": [r["global_accuracy"] for r in rows],
+        "client_accuracies": last.get("client_accuracies") or [],
     }
 
 
 def table(results: dict[str, dict]) -> str:
+    """The methods side by side, one line each."""
     head = f"{'algorithm':<10} {'final acc':>9} {'client std':>10} {'worst-10%':>9} {'s/round':>8}"
     lines = [head, "-" * len(head)]
     for alg, r in results.items():
@@ -49,22 +55,8 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict[str, dict], path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for alg, r in results.items():
-        acc = r["accuracy_per_round"]
-        ax.plot(range(1, len(acc) + 1), acc, marker="o", ms=3, label=alg)
-    ax.set_xlabel("round")
-    ax.set_ylabel("global test accuracy")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Run every algorithm, then write the table, the plot and compare.json; the exit code."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--algorithms", default="fedavg,zda")
     ap.add_argument("--supernodes", type=int, default=100, help="simulated clients")
@@ -98,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         results[alg] = summarise(run_dir)
     text = table(results)
     title = f"{first.name}: {a.supernodes} clients, {first.rounds} rounds"
-    plot(results, out / "compare.png", title)
+    plot_comparison(results, out / "compare.png", title)
     (out / "compare.json").write_text(json.dumps(results, indent=2))
     (out / "compare.txt").write_text(text + "\n")
     print(f"\n{title}\n{text}\n\ncompare: table, plot and runs in {out}")

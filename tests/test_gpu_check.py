@@ -4,7 +4,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from benchmarks.gpu_check import prepare
+from scripts.gpu_check import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -13,7 +13,7 @@ def test_gpu_check_dry_run(tmp_path):
     data = prepare(tmp_path / "fmnist.npz", train=600, test=200)
     out = tmp_path / "gpu.json"
     proc = subprocess.run(
-        ["bash", "benchmarks/gpu_check.sh", "--dry-run", "--data", str(data), "--out", str(out)],
+        ["bash", "scripts/gpu_check.sh", "--dry-run", "--data", str(data), "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -9,7 +9,7 @@ import torch
 
 from fedcore import vision
 from fedcore.algorithms.fedavg import weighted_average
-from fedcore.algorithms.zdas import ZdasConfig, zdas_finetune
+from fedcore.algorithms.zdas import ZdasConfig, zdas_round
 from fedcore.config import ConfigError, load_config
 from fedcore.data import DatasetError, DataSpec, load_idx_dir
 from fedcore.datasets import load_dataset
@@ -166,8 +166,18 @@ def test_grid_tiles_the_same_with_and_without_torchvision(tmp_path, monkeypatch)
     own = vision.tile(imgs, 3)
     assert np.allclose(tv[..., :1], own) and tv.shape[:2] == own.shape[:2] == (14, 20)
     x = np.random.default_rng(0).normal(size=(12, 1, 6, 6)).astype(np.float32)
-    save_image_grid(x, np.arange(12) % 3, ["a", "b", "c"], (0.5,), (0.25,), tmp_path / "g.png")
+    fig = save_image_grid(
+        x, np.arange(12) % 3, ["a", "b", "c"], (0.5,), (0.25,), tmp_path / "g.png"
+    )
     assert (tmp_path / "g.png").stat().st_size > 500
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]  # a row per class
+    grid = np.atleast_3d(np.asarray(ax.images[0].get_array()))[..., 0]  # grey or RGB
+    assert grid.shape == (3 * 8 + 2, 8 * 8 + 2)  # 3 rows of 8 (6 px and a 2 px border)
+    shown = np.clip(x[:, 0] * 0.25 + 0.5, 0, 1)  # un-normalised
+    assert np.allclose(grid[2:8, 2:8], shown[0]) and np.allclose(grid[2:8, 10:16], shown[3])
+    assert np.allclose(grid[10:16, 2:8], shown[1])  # class b's first image opens row 2
+    assert np.allclose(grid[2:8, 34:40], 1)  # class a has 4 images: blanks fill the row
 
 
 def test_resnet18_is_inverted_and_finetuned_like_the_others():
@@ -189,7 +199,7 @@ def test_resnet18_is_inverted_and_finetuned_like_the_others():
         samples_per_client=4, finetune_epochs=1, inversion=InversionConfig(steps=3, batch_size=4)
     )
     clients = [(0, states[0], None), (1, states[1], None)]
-    out = zdas_finetune(lambda: build_model("resnet18", 3, 10), avg, clients, cfg, {}, 1, spec)
+    out = zdas_round(lambda: build_model("resnet18", 3, 10), avg, clients, cfg, {}, 1, spec)
     assert out.x.shape == (8, 3, 16, 16)
     moved = [k for k in avg if "running" not in k and not torch.equal(avg[k], out.state[k])]
     assert moved, "fine-tuning changed no weight"

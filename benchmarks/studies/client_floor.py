@@ -12,7 +12,7 @@ as the yardstick) and every ``model_final.pt`` the FMNIST-100 cells left in
 ``benchmarks/results/work/cells100/ALG-PART-s0/run/``: test accuracy, per-class accuracy and
 the clients' mean / std / worst-10 %. Writes ``benchmarks/results/client_floor.json``.
 
-    .venv/bin/python -m benchmarks.client_floor [--epochs 5]
+    .venv/bin/python -m benchmarks.studies.client_floor [--epochs 5]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.matrix import PARTITIONS, RESULTS
+from benchmarks.yardstick import PARTITIONS, RESULTS
 from fedcore.config import load_config
 from fedcore.federation import Federation, build_federation
 from fedcore.metrics import fairness_summary

@@ -6,7 +6,7 @@ Prints (a) training vs inversion throughput in sample-steps/s at equal batch siz
 A), then a second epoch (round B): warm starts refine round A's samples against round B's
 model, once and twice (two rounds of a pool).
 
-    .venv/bin/python -m benchmarks.inversion_speed [--out FILE.json] [--throughput-only]
+    .venv/bin/python -m benchmarks.studies.inversion_speed [--out FILE.json] [--throughput-only]
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ epochs (as in ``benchmarks/speed.py``):
   more steps (equal compute to the next two), class-balanced batches (every class inverted,
   the missing ones kept), and the client's own real images as BatchNorm context.
 
-    .venv/bin/python -m benchmarks.sample_quality [--seeds 2] [--out PATH]
+    .venv/bin/python -m benchmarks.studies.sample_quality [--seeds 2] [--out PATH]
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ import torch
 
 from benchmarks.fmnist10 import RESULTS
 from benchmarks.speed import distill
+from fedcore.algorithms.zdac import Synthetic, mix_synthetic
 from fedcore.data import ArrayDataset, Splits
 from fedcore.datasets import load_dataset
 from fedcore.models import build_model
 from fedcore.training import (
+    LocalData,
     Objective,
     Samples,
-    Synthetic,
     TrainConfig,
     evaluate,
     sgd_train,
@@ -127,7 +128,8 @@ def missing_rows(
             syn, bn_end = Synthetic(x, y), r.bn_loss_end
         inv_s = time.perf_counter() - t0
         student = fresh_cnn(seed)
-        train_local(student, real, TrainConfig(local_epochs=5), synthetic=syn, seed=seed)
+        data = LocalData.real(real) if syn is None else mix_synthetic(LocalData.real(real), syn)
+        train_local(student, data, TrainConfig(local_epochs=5), seed=seed)
         ev = evaluate(student, s.test, num_classes=10)
         pc = ev["per_class_accuracy"]
         rows.append({

@@ -1,6 +1,6 @@
 """CPUs per simulated ClientApp: the same run with 1 and with 2 CPUs per client, side by side.
 
-    .venv/bin/python -m benchmarks.client_cpus     # writes benchmarks/results/client_cpus.json
+    .venv/bin/python -m benchmarks.studies.client_cpus  # writes benchmarks/results/client_cpus.json
 
 FedAvg and ZDA on the default federation (10 clients, Dirichlet 0.1), 3 rounds each, through
 `flwr run .`; the settings alternate (1, 2, 1, 2, ...) so that drift of the machine's speed
@@ -24,7 +24,7 @@ def timed_run(algorithm: str, cpus: int, rounds: int, work: Path) -> list[float]
     run_dir = work / "run"
     overrides = (
         f"algorithm={algorithm} rounds={rounds} simulation.client_cpus={cpus} "
-        f"zdas.use_label_counts=true name=cpus output.dir={run_dir}"
+        f"zdas.share_label_counts=true name=cpus output.dir={run_dir}"
     )
     proc = simulate(overrides, 10, work / "home", timeout=1800)
     (work / "flwr.log").write_text(proc.stdout + proc.stderr)

@@ -1,10 +1,10 @@
 """Warm starts under client sampling: ZDA's server-side banks against per-client pools.
 
-    .venv/bin/python -m benchmarks.pools        # writes benchmarks/results/pools.json
+    .venv/bin/python -m benchmarks.studies.pools  # writes benchmarks/results/pools.json
 
 100 clients, 10 sampled per round, the scale benchmark's federation, 6 rounds, run once with
 ``pool=auto`` (banks: ZDAS one class bank, ZDAC the server's bank of the global model) and
-once with ``zdac.pool=client zdas.pool=client`` (each client's own pool, as with full
+once with ``zdac.bank=per-client zdas.bank=per-client`` (each client's own pool, as with full
 participation). Per setting: the warm fraction from round 3 on, and the inversion seconds
 per round (every sampled client's ZDAC inversion, the server's ZDAS inversions and, with
 banks, the server's inversion of the global model), mean over rounds 3..R.
@@ -19,7 +19,7 @@ from pathlib import Path
 from benchmarks.fmnist10 import RESULTS
 from benchmarks.scale import run_one
 
-SETTINGS = {"banks": "", "client_pools": "zdac.pool=client zdas.pool=client"}
+SETTINGS = {"banks": "", "client_pools": "zdac.bank=per-client zdas.bank=per-client"}
 
 
 def inversion_seconds(row: dict) -> float:

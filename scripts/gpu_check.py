@@ -3,11 +3,11 @@ ZDA runs on the GPU through the core round loop (no Flower or Ray needed).
 
 Here, once, to make the data the GPU machine cannot download (an ignored path to carry):
 
-    .venv/bin/python -m benchmarks.gpu_check --prepare
+    .venv/bin/python -m scripts.gpu_check --prepare
 
 On the GPU machine (its own torch; numpy is all else it needs), within 8 minutes:
 
-    bash benchmarks/gpu_check.sh            # writes benchmarks/results/gpu.json
+    bash scripts/gpu_check.sh            # writes benchmarks/results/gpu.json
 
 ``--dry-run`` runs every step tiny on whatever device there is (the tests use it).
 """
@@ -33,7 +33,7 @@ from fedcore.schema import nest
 from fedcore.training import TrainConfig, evaluate, train_local
 from inversion import InversionConfig, invert
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 DATA = RESULTS / "work" / "gpu" / "fmnist.npz"
 
 
@@ -89,7 +89,7 @@ def federated(keys: dict, clients: int, device: torch.device) -> dict:
     for rnd in range(1, cfg.rounds + 1):
         t0 = time.perf_counter()
         parts = sample_partitions(range(clients), sampling, cfg.seed, rnd, TRAIN)
-        step, _ = run_round(algo, fed, state, rnd, parts, client_states, device)
+        step, _ = run_round(cfg, algo, fed, state, rnd, parts, client_states, device)
         _sync(device)
         seconds.append(time.perf_counter() - t0)
         state = step.state
@@ -111,12 +111,12 @@ def main() -> None:
         print(f"wrote {train} and {test}")
         return
     if not train.is_file():
-        raise SystemExit(f"{train} is missing: run `python -m benchmarks.gpu_check --prepare`")
+        raise SystemExit(f"{train} is missing: run `python -m scripts.gpu_check --prepare`")
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     keys = {"data.dataset": "npz", "data.path": str(train), "data.test_path": str(test)}
     steps, rounds, clients = (5, 2, 3) if a.dry_run else (60, 5, 10)
-    keys |= {"rounds": rounds, "partition.alpha": 0.1, "zdas.use_label_counts": True}
+    keys |= {"rounds": rounds, "partition.alpha": 0.1, "zdas.share_label_counts": True}
     if a.dry_run:
         keys |= {"data.train_subset": 600, "data.test_subset": 200}
         keys |= {"partition.client_test_size": 20, "zdac.inversion.steps": 5}
@@ -134,9 +134,9 @@ def main() -> None:
         out["throughput"]["cuda_to_cpu"] = {k: gpu[k] / cpu[k] for k in cpu}
     print(json.dumps(out["throughput"]), flush=True)
     out["device_runs"] = str(device)
-    for algorithm in ("fedavg", "zda"):
-        out[algorithm] = federated(keys | {"algorithm": algorithm}, clients, device)
-        print(algorithm, json.dumps(out[algorithm]), flush=True)
+    for method in ("fedavg", "zda"):
+        out[method] = federated(keys | {"algorithm": method}, clients, device)
+        print(method, json.dumps(out[method]), flush=True)
     mean = {k: float(np.mean(out[k]["round_seconds"])) for k in ("fedavg", "zda")}
     out["zda_to_fedavg_round_ratio"] = mean["zda"] / mean["fedavg"]
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """How close ZDAS's synthetic samples come to each client's real images.
 
-    .venv/bin/python -m benchmarks.leakage      # writes benchmarks/results/leakage.json
+    .venv/bin/python -m benchmarks.studies.leakage  # writes benchmarks/results/leakage.json
 
 ZDAS on 10 clients (Fashion-MNIST, #C=1 and Dirichlet 0.1, every client every round,
 3 rounds) through `flwr run .` with ``output.leakage=true``: every round the server measures,
@@ -18,10 +18,10 @@ import json
 import shutil
 from pathlib import Path
 
-from benchmarks.matrix import PARTITIONS, RESULTS
+from benchmarks.yardstick import PARTITIONS, RESULTS
 from scripts.simulate import simulate
 
-SETTINGS = "algorithm=zdas zdas.use_label_counts=true output.leakage=true"
+SETTINGS = "algorithm=zdas zdas.share_label_counts=true output.leakage=true"
 
 
 def main() -> None:

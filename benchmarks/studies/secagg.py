@@ -1,6 +1,6 @@
 """What secure aggregation (SecAgg+) costs ZDAC: seconds per round with and without it.
 
-    .venv/bin/python -m benchmarks.secagg     # writes benchmarks/results/secagg.json
+    .venv/bin/python -m benchmarks.studies.secagg  # writes benchmarks/results/secagg.json
 
 ZDAC on 10 clients (12 000 Fashion-MNIST training images, Dirichlet 0.1, every client every
 round, 5 rounds, seed 0), once plainly and once with ``server.secure_aggregation=true``,
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.matrix import RESULTS
+from benchmarks.yardstick import RESULTS
 from scripts.simulate import simulate
 
 BASE = "algorithm=zdac partition.name=dirichlet partition.alpha=0.1 seed=0 data.train_subset=12000"

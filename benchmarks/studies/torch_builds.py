@@ -1,10 +1,10 @@
 """Training and inversion throughput of two torch builds, side by side on this machine.
 
-Runs ``benchmarks.inversion_speed --throughput-only`` alternately under each interpreter
+Runs ``benchmarks.studies.inversion_speed --throughput-only`` alternately under each interpreter
 (``--repeats`` times each, interleaved so drift hits both alike) and prints each build's
 mean sample-steps/s and the second build's over the first's.
 
-    python -m benchmarks.torch_builds --python A/bin/python --python B/bin/python \\
+    python -m benchmarks.studies.torch_builds --python A/bin/python --python B/bin/python \\
         [--repeats 2] [--out benchmarks/results/torch_builds.json]
 """
 
@@ -25,8 +25,9 @@ def measure(python: str) -> dict:
     """One throughput run under ``python`` (this checkout on its path)."""
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "r.json"
-        cmd = [python, "-m", "benchmarks.inversion_speed", "--throughput-only", "--out", str(out)]
-        subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parent.parent)
+        study = "benchmarks.studies.inversion_speed"
+        cmd = [python, "-m", study, "--throughput-only", "--out", str(out)]
+        subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[2])
         return json.loads(out.read_text())
 
 
