@@ -1,4 +1,4 @@
-"""Shared test helpers: tiny datasets on disk and a `flwr run` driver."""
+"""Shared test helpers: tiny datasets on disk, a `flwr run` driver and the `--slow` tier."""
 
 from __future__ import annotations
 
@@ -22,6 +22,28 @@ from scripts.simulate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+SLOW_REASON = "slow tier (an end-to-end run or long training): add --slow to run it"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        default=False,
+        help="also run the slow tier: the tests marked `slow` (every end-to-end run but the "
+        "one smoke test, long training); with -m slow, only them",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Two tiers: without --slow the tests marked ``slow`` are skipped, naming the flag."""
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason=SLOW_REASON)
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:

@@ -51,6 +51,7 @@ def test_targets_say_met_or_by_how_much_missed():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_quick_matrix_runs_resumes_and_reports(tmp_path):
     cmd = [

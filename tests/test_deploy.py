@@ -40,6 +40,7 @@ def test_commands_default_to_tls_and_node_auth(tmp_path):
     assert "--insecure" in superlink_command(dep, None)
 
 
+@pytest.mark.slow
 def test_loopback_deployment_with_tls_and_auth(tmp_path):
     dep = Deployment(num_supernodes=3, workdir=tmp_path, port=0, supernode_port=0,
                      run_config=TINY, timeout=500)  # fmt: skip
@@ -102,6 +103,7 @@ def netns_hosts():
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
 
 
+@pytest.mark.slow
 def test_netns_deployment_three_hosts(tmp_path, netns_hosts):
     names, addrs = netns_hosts
     dep = Deployment(

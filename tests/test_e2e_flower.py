@@ -1,4 +1,7 @@
-"""End to end through Flower's simulation engine, exactly as `flwr run .` runs it."""
+"""End to end through Flower's simulation engine, exactly as `flwr run .` runs it.
+
+The FedAvg run is the fast tier's one smoke test (ServerApp and ClientApps through Flower's
+simulation); the other runs are in the slow tier (``pytest --slow``)."""
 
 import csv
 import json
@@ -19,6 +22,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_fedavg_simulation_writes_a_complete_run_directory(tmp_path):
+    # not `slow`: the cheapest full `flwr run` (2 rounds, 3 SuperNodes), run in the fast tier
     run = flwr_run(
         tmp_path,
         "rounds=2 partition.num_partitions=3 partition.alpha=1.0 data.train_subset=3000 "
@@ -50,6 +54,7 @@ def test_fedavg_simulation_writes_a_complete_run_directory(tmp_path):
     assert {"round", "global_accuracy", "client_acc_std", "client_acc_worst10"} <= set(header)
 
 
+@pytest.mark.slow
 def test_wrong_node_count_fails_with_the_fix(tmp_path):
     with pytest.raises(AssertionError, match="num-supernodes=2"):
         flwr_run(
@@ -60,13 +65,14 @@ def test_wrong_node_count_fails_with_the_fix(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_zda_simulation_inverts_on_both_sides(tmp_path):
     run = flwr_run(
         tmp_path,
         "rounds=2 algorithm=zda partition.num_partitions=3 partition.alpha=0.5 "
         "data.train_subset=1500 data.test_subset=500 partition.client_test_size=200 "
         "zdac.start_round=1 zdac.budget=0.1 zdac.inversion.steps=20 zdac.inversion.warm_steps=5 "
-        "zdas.samples_per_client=20 zdas.use_label_counts=true zdas.inversion.steps=20 "
+        "zdas.samples_per_client=20 zdas.share_label_counts=true zdas.inversion.steps=20 "
         "zdas.inversion.warm_steps=5 name=e2e-zda output.leakage=true",
         num_supernodes=3,
     )
@@ -90,6 +96,7 @@ def test_zda_simulation_inverts_on_both_sides(tmp_path):
     assert "round002_leakage.png" in images
 
 
+@pytest.mark.slow
 def test_a_failed_run_exits_non_zero(tmp_path):
     """`flwr run --stream` exits 0 whatever the run did; the wrappers read the run's status."""
     proc = simulate("rounds=1 data.path=/nonexistent/fmnist", 2, tmp_path / "home", timeout=240)
@@ -120,6 +127,7 @@ SECURE = (
 )
 
 
+@pytest.mark.slow
 def test_secure_aggregation_gives_the_plain_average(tmp_path):
     """ZDAC under SecAgg+ ends where plain ZDAC does (same clients, seeds and client pools),
     up to the quantisation of the masked sums: the server never sees one client's model."""
@@ -143,5 +151,5 @@ def test_secure_aggregation_gives_the_plain_average(tmp_path):
 def test_secure_aggregation_refuses_algorithms_that_need_client_models():
     with pytest.raises(ConfigError, match="'zda' needs each client's model"):
         load_config(overrides="algorithm=zda server.secure_aggregation=true")
-    with pytest.raises(ConfigError, match="zdac.pool: 'server'"):
-        load_config(overrides="algorithm=zdac zdac.pool=server server.secure_aggregation=true")
+    with pytest.raises(ConfigError, match="zdac.bank: 'shared'"):
+        load_config(overrides="algorithm=zdac zdac.bank=shared server.secure_aggregation=true")

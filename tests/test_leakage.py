@@ -2,7 +2,7 @@
 
 import torch
 
-from fedcore.leakage import leakage, psnr, ssim_matrix, ssim_nearest
+from fedcore.leakage import closeness, leakage, psnr, round_report, ssim_matrix, ssim_nearest
 from fedcore.models import build_model
 
 
@@ -53,3 +53,41 @@ def test_baseline_falls_back_to_held_out_images_when_no_other_client_has_the_cla
     rep, _ = leakage(syn, torch.zeros(5).long(), own, others, model, (0.5,), (0.25,),
                      holdout=holdout)  # fmt: skip
     assert rep["baseline_samples"] == 15 and rep["baseline_from_holdout"] == 1.0
+
+
+def test_round_report_finds_a_copied_client_image_and_its_owner():
+    """What ``output.leakage`` writes each round (round_report, as the ServerApp calls it):
+    a synthetic set holding an exact copy of one of client 1's images scores SSIM 1 for
+    client 1 only, and the closest pair of the round is that copy beside its original."""
+    g = torch.Generator().manual_seed(4)
+    mean, std = (0.5,), (0.25,)
+
+    def normalised(n: int) -> torch.Tensor:  # pixels in [0, 1], as the clients' images are
+        return (torch.rand(n, 1, 28, 28, generator=g) - 0.5) / 0.25
+
+    clients = {pid: (normalised(30), torch.arange(30) % 3) for pid in range(3)}
+    x, y = normalised(12), torch.arange(12) % 3
+    sources = torch.arange(12) // 4  # four synthetic samples per client model
+    x[5], y[5] = clients[1][0][7], clients[1][1][7]  # client 1's second sample: a copy
+    torch.manual_seed(0)
+    model = build_model("cnn", 1, 3)
+    holdout = (normalised(9), torch.arange(9) % 3)
+    report, pairs = round_report(
+        x, y, sources, clients.__getitem__, range(3), model, mean, std, holdout=holdout, pairs=3
+    )
+    per = report["clients"]
+    assert sorted(per) == ["0", "1", "2"]
+    assert abs(per["1"]["synthetic_ssim_max"] - 1.0) < 1e-4
+    assert per["0"]["synthetic_ssim_max"] < 0.5 and per["2"]["synthetic_ssim_max"] < 0.5
+    assert per["1"]["synthetic_ssim_mean"] > per["1"]["baseline_ssim_mean"] + 0.15
+    syn, real, sim = pairs[0]
+    assert torch.equal(syn, x[5]) and torch.equal(real, clients[1][0][7])
+    assert abs(sim - 1.0) < 1e-4 and all(p[2] < 0.5 for p in pairs[1:])
+    for rep in (*per.values(), report["mean"]):  # what the end-to-end test bounds
+        for key in ("synthetic_ssim_mean", "baseline_ssim_mean", "synthetic_cosine_mean"):
+            assert -1.0 <= rep[key] <= 1.0, (key, rep[key])
+    # per sample: the copy's nearest image is its original, in pixels and in features
+    close = closeness(x[sources == 1], clients[1][0], model, mean, std)
+    assert close.nearest[1] == 7 and close.psnr[1] == 100.0
+    assert abs(float(close.cosine[1]) - 1.0) < 1e-4
+    assert (close.ssim[[0, 2, 3]] < 0.5).all()

@@ -26,6 +26,7 @@ def test_sample_sizes_and_seeded_draws():
     assert [r for r in range(1, 8) if rounds.evaluates(r)] == [3, 6, 7]
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_three_of_ten_train_and_a_resumed_run_samples_the_same(tmp_path):
     base = (
