@@ -163,6 +163,10 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
         not (s.secure_aggregation and cfg.resume),
         "resume: not supported under server.secure_aggregation",
     )
+    need(
+        s.final_evaluate >= 0,
+        f"server.final_evaluate: must be >= 0 (0: every client), got {s.final_evaluate}",
+    )
     need(cfg.server.connect_timeout > 0, "server.connect_timeout: must be > 0 seconds")
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))

@@ -62,7 +62,8 @@ class ServerConfig:
     A round samples ``max(floor(fraction_train * N), min_train_nodes)`` of the N clients
     and needs ``min_train_nodes`` usable replies (0: every sampled client). Federated
     evaluation runs every ``evaluate_every`` rounds on a sample sized the same way, and on
-    every client in the last round; the central test set is scored every round.
+    every client in the last round (a seeded ``final_evaluate`` of them in a larger
+    federation); the central test set is scored every round.
     """
 
     fraction_train: float = 1.0  # share of the clients sampled to train, in (0, 1]
@@ -72,6 +73,7 @@ class ServerConfig:
     evaluate_every: int = 1  # federated evaluation every this many rounds, and the last
     round_timeout: float = 3600.0  # seconds to wait for a round's train (then evaluate) replies
     secure_aggregation: bool = False  # SecAgg+ (fedavg, fedprox, fedlc, zdac): docs/deployment.md
+    final_evaluate: int = 1000  # the last round evaluates all clients, or this many (0: all)
     connect_timeout: float = 300.0  # seconds to wait for all SuperNodes to connect
 
 

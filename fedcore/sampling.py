@@ -54,7 +54,17 @@ class Rounds:
     evaluate_every: int = 1
     last_round: int = 1
     seed: int = 0
+    final_clients: int = 0  # the last round evaluates at most this many clients (0: all)
 
     def evaluates(self, server_round: int) -> bool:
         """Whether ``server_round`` runs a federated evaluation."""
         return server_round == self.last_round or server_round % self.evaluate_every == 0
+
+    def evaluation(self, server_round: int, num_clients: int) -> Sampling:
+        """How many clients ``server_round`` evaluates: its sampling, and in the last round
+        every client, or a seeded sample of ``final_clients`` of a larger federation."""
+        if server_round != self.last_round:
+            return self.evaluate
+        if self.final_clients == 0 or num_clients <= self.final_clients:
+            return Sampling(1.0)
+        return Sampling(0.0, self.final_clients)

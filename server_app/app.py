@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import torch
 from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
@@ -43,6 +44,7 @@ def main(grid: Grid, context: Context) -> None:
         s.evaluate_every,
         cfg.rounds,
         cfg.seed,
+        s.final_evaluate,
     )
     strategy = AlgorithmStrategy(algorithm, nodes, rounds, max_examples=len(fed.train))
     start_round = 1
@@ -91,7 +93,7 @@ def main(grid: Grid, context: Context) -> None:
         run.log_round(row)
         save_round_images(run, out.train, server_round, spec)
         if cfg.output.leakage and out.train.sources is not None:
-            save_leakage(run, out.train, server_round, fed, model, cfg.seed)
+            save_leakage(run, out.train, server_round, fed, model, cfg.seed, cfg.rounds)
         save_checkpoint(
             run.path,
             round=server_round,
@@ -162,13 +164,24 @@ def save_round_images(run: RunDir, train: TrainResult, server_round: int, spec: 
 
 
 def save_leakage(
-    run: RunDir, train: TrainResult, server_round: int, fed: Federation, model, seed: int
+    run: RunDir,
+    train: TrainResult,
+    server_round: int,
+    fed: Federation,
+    model,
+    seed: int,
+    last_round: int,
 ) -> None:
     """``output.leakage``: how close this round's ZDAS samples come to each client's images
-    (``leakage.jsonl``, one line per round, and a PNG of the closest pairs). The server reads
-    the clients' partitions to measure it, so this is for simulation, not deployment."""
+    (``leakage.jsonl``, one line per round, and a PNG of the closest pairs); the first and
+    the last round's samples are kept (``synthetic_roundNNN.pt``: x, y, sources) for the
+    membership test. The server reads the clients' partitions to measure it, so this is for
+    simulation, not deployment."""
     assert train.samples is not None and train.sources is not None
     x, y = train.samples
+    if server_round in (1, last_round):
+        kept = {"x": x, "y": y, "sources": train.sources}
+        torch.save(kept, run.path / f"synthetic_round{server_round:03d}.pt")
     spec = fed.train.spec
 
     def images(pid: int):

@@ -39,7 +39,7 @@ from fedcore.protocol import (
     state_to_record,
 )
 from fedcore.round import aggregate
-from fedcore.sampling import EVALUATE, TRAIN, Rounds, Sampling, sample_partitions
+from fedcore.sampling import EVALUATE, TRAIN, Rounds, sample_partitions
 
 
 class FederationError(RuntimeError):
@@ -97,10 +97,12 @@ class AlgorithmStrategy(FedAvg):
         """``partition-id -> node_id`` of this round's seeded sample of connected clients."""
         connected = set(grid.get_node_ids())
         nodes = {p: n for n, p in self.partitions.items() if n in connected}
-        sampling = self.rounds.train if purpose == TRAIN else self.rounds.evaluate
-        if purpose == EVALUATE and server_round == self.rounds.last_round:
-            sampling = Sampling(1.0)  # the last round scores every client
         everyone = list(self.partitions.values())
+        sampling = (
+            self.rounds.train
+            if purpose == TRAIN
+            else self.rounds.evaluation(server_round, len(everyone))
+        )
         chosen = sample_partitions(
             everyone, sampling, self.rounds.seed, server_round, purpose, connected=nodes
         )

@@ -22,6 +22,11 @@ def test_sample_sizes_and_seeded_draws():
         range(100), Sampling(0.1), 3, 5, TRAIN, connected=set(range(100)) - {gone}
     )
     assert len(without) == 10 and set(draw) - {gone} < set(without) and gone not in without
+    final = Rounds(evaluate=Sampling(0.01), last_round=4, final_clients=1000)
+    assert final.evaluation(3, 10_000).size(10_000) == 100  # fraction_evaluate
+    assert final.evaluation(4, 10_000).size(10_000) == 1000  # last round: a seeded 1000
+    assert final.evaluation(4, 800).size(800) == 800  # a smaller federation: everyone
+    assert Rounds(last_round=4).evaluation(4, 10_000).size(10_000) == 10_000  # 0: all
     rounds = Rounds(evaluate_every=3, last_round=7)
     assert [r for r in range(1, 8) if rounds.evaluates(r)] == [3, 6, 7]
 
