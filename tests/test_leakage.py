@@ -91,3 +91,22 @@ def test_round_report_finds_a_copied_client_image_and_its_owner():
     assert close.nearest[1] == 7 and close.psnr[1] == 100.0
     assert abs(float(close.cosine[1]) - 1.0) < 1e-4
     assert (close.ssim[[0, 2, 3]] < 0.5).all()
+
+
+def test_membership_auc_is_half_without_signal_and_one_for_copies():
+    from fedcore.membership import auc, client_membership, matched_nonmembers
+
+    assert auc(torch.tensor([3.0, 4.0]), torch.tensor([1.0, 2.0])) == 1.0
+    assert auc(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0])) == 0.5  # ties count half
+    g = torch.Generator().manual_seed(0)
+    members = torch.rand(200, 1, 8, 8, generator=g)
+    my = torch.arange(200) % 4
+    pool_x, pool_y = torch.rand(400, 1, 8, 8, generator=g), torch.arange(400) % 4
+    idx = matched_nonmembers(my, pool_y, g)
+    assert torch.equal(torch.bincount(pool_y[idx]), torch.bincount(my))  # same class mix
+    flat = lambda t: t.flatten(1)  # noqa: E731
+    copies = client_membership(members[:50], (members, my), (pool_x, pool_y), flat)
+    assert copies["auc_pixel"] > 0.6 and copies["auc_feature"] > 0.6  # 50 copies leak
+    fresh = client_membership(torch.rand(50, 1, 8, 8, generator=g), (members, my),
+                              (pool_x, pool_y), flat)  # fmt: skip
+    assert abs(fresh["auc_pixel"] - 0.5) < 0.1  # unrelated samples: no signal
