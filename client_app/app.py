@@ -8,6 +8,8 @@ state lives in Flower's ``Context.state``.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from logging import INFO
 
@@ -52,6 +54,23 @@ def _model(cfg: ExperimentConfig, fed: Federation, state: dict[str, torch.Tensor
     return model
 
 
+def record_node(partition_id: int, server_round: int) -> None:
+    """With ``FEDZDA_NODE_LOG`` set, append which Ray node (and process) this ClientApp ran
+    on: the evidence that a multi-node simulation spreads clients over its nodes."""
+    path = os.environ.get("FEDZDA_NODE_LOG")
+    if not path:
+        return
+    try:
+        import ray  # present under the simulation engine only
+
+        node = ray.get_runtime_context().get_node_id()
+    except Exception:  # not inside a Ray worker
+        node = ""
+    row = {"partition": partition_id, "round": server_round, "ray_node": node, "pid": os.getpid()}
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the received global model on the local partition and send it back."""
@@ -62,6 +81,7 @@ def train(msg: Message, context: Context) -> Message:
             req.server_round)  # fmt: skip
         while True:
             time.sleep(1.0)
+    record_node(pid, req.server_round)
     state = {k: record_to_state(v) for k, v in context.state.array_records.items()}
     up = client_update(cfg, fed, pid, req, state, get_device())
     for key, value in state.items():
