@@ -2,12 +2,13 @@
 training images apart from unseen images of the same classes?
 
 Each candidate image is scored by its distance to the nearest synthetic sample of client k's
-model (closer: "member"). Members are k's training images; non-members are test images
-drawn with k's class mix (no client ever trained on them). The AUC of that score separating
-members from non-members is 0.5 when the synthetic set carries nothing specific to k's
-images, 1.0 when every member sits closer than every non-member. Distances are taken in
-pixel space and in a fixed feature space (a model trained centrally, not the model the
-samples came from).
+model (closer: "member"). Members are k's training images; non-members are unseen images
+(no client trained on them) with exactly the members' class mix: per class, as many of each
+as both sets can give. The AUC of that score separating members from non-members is 0.5
+when the synthetic set carries nothing specific to k's images, 1.0 when every member sits
+closer than every non-member. Distances are taken in pixel space and in a fixed feature
+space: a model trained on images that are neither members nor non-members (not the model
+the samples came from, and not one that saw the members).
 """
 
 from __future__ import annotations
@@ -37,17 +38,21 @@ def auc(member_scores: torch.Tensor, nonmember_scores: torch.Tensor) -> float:
     return u / (len(m) * len(n))
 
 
-def matched_nonmembers(
-    member_y: torch.Tensor, pool_y: torch.Tensor, generator: torch.Generator
-) -> torch.Tensor:
-    """Indices into ``pool_y`` with the members' class counts (each class capped at what
-    the pool holds), drawn without replacement."""
-    picks = []
+def matched_sets(
+    member_y: torch.Tensor, pool_y: torch.Tensor, generator: torch.Generator, limit: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of members and of pool images with one class mix: per class the members'
+    share of ``limit`` members, capped by what the pool holds, drawn without replacement."""
+    scale = min(1.0, limit / max(len(member_y), 1))
+    mine, theirs = [], []
     for c in member_y.unique().tolist():
-        have = torch.nonzero(pool_y == c).flatten()
-        need = min(int((member_y == c).sum()), len(have))
-        picks.append(have[torch.randperm(len(have), generator=generator)[:need]])
-    return torch.cat(picks) if picks else torch.zeros(0, dtype=torch.long)
+        have_m = torch.nonzero(member_y == c).flatten()
+        have_p = torch.nonzero(pool_y == c).flatten()
+        n = min(round(len(have_m) * scale), len(have_p))
+        mine.append(have_m[torch.randperm(len(have_m), generator=generator)[:n]])
+        theirs.append(have_p[torch.randperm(len(have_p), generator=generator)[:n]])
+    empty = torch.zeros(0, dtype=torch.long)
+    return (torch.cat(mine), torch.cat(theirs)) if mine else (empty, empty)
 
 
 def nearest_distance(candidates: torch.Tensor, synthetic: torch.Tensor) -> torch.Tensor:
@@ -67,9 +72,7 @@ def membership_auc(
     space, or in ``embed``'s feature space."""
     if embed is not None:
         synthetic, members, nonmembers = embed(synthetic), embed(members), embed(nonmembers)
-    return auc(
-        -nearest_distance(members, synthetic), -nearest_distance(nonmembers, synthetic)
-    )
+    return auc(-nearest_distance(members, synthetic), -nearest_distance(nonmembers, synthetic))
 
 
 def client_membership(
@@ -83,16 +86,13 @@ def client_membership(
 ) -> dict[str, float]:
     """One client's membership AUCs (pixel and feature space) for its synthetic samples."""
     gen = torch.Generator().manual_seed(seed)
-    mx, my = member
-    keep = torch.randperm(len(my), generator=gen)[:max_members]
-    mx, my = mx[keep], my[keep]
-    idx = matched_nonmembers(my, pool[1], gen)
-    nx = pool[0][idx]
+    mi, ni = matched_sets(member[1], pool[1], gen, max_members)
+    mx, nx = member[0][mi], pool[0][ni]
     return {
         "auc_pixel": membership_auc(synthetic, mx, nx),
         "auc_feature": membership_auc(synthetic, mx, nx, embed),
-        "members": float(len(my)),
-        "nonmembers": float(len(idx)),
+        "members": float(len(mi)),
+        "nonmembers": float(len(ni)),
         "synthetic": float(len(synthetic)),
     }
 

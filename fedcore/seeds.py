@@ -1,8 +1,9 @@
 """Every derived seed of a run, from one rule: ``derive_seed(seed, index, stride)``.
 
 A run has one seed; each random stream (a round's client, a ZDAS inversion, the server's
-ZDAC bank, a client's test split) gets a child seed ``seed * stride + index``. Distinct
-primes as strides keep the streams of nearby seeds and indices apart.
+ZDAC bank, a client's test split) gets a child seed ``seed * stride + index``. The strides
+are the values every earlier run used (some streams share one: their seeds can coincide,
+harmlessly, as they drive different draws); keep them so that runs stay reproducible.
 """
 
 from __future__ import annotations

@@ -142,10 +142,6 @@ class LossTerms:
     output_terms: list[OutputTerm] = field(default_factory=list)
     regularizers: list[Regularizer] = field(default_factory=list)
 
-    def active(self) -> bool:
-        """Whether any logit adjustment or output term needs the samples' origins."""
-        return bool(self.logit_adjust or self.output_terms)
-
 
 def as_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     """All of a dataset as ``(x, y)`` tensors (direct for ArrayDataset, one pass otherwise)."""

@@ -72,7 +72,7 @@ def test_zda_is_the_composition_of_zdac_and_zdas():
     algo = _build("algorithm=zda")
     assert isinstance(algo, Composite) and [p.name for p in algo.parts] == ["zdac", "zdas"]
     assert set(algo.state_dict()) == {"zdac", "zdas"}
-    with pytest.raises(ValueError, match="fedprox.mu > 0"):
+    with pytest.raises(ConfigError, match="fedprox.mu: FedProx needs mu > 0"):
         _build("algorithm=fedprox fedprox.mu=0")
 
 
@@ -84,6 +84,11 @@ def test_composition_by_name_and_its_checks():
     with pytest.raises(ConfigError, match="needs each client's model"):
         load_config(None, "algorithm=zdac+scaffold server.secure_aggregation=true")
     load_config(None, "algorithm=zdac+fedprox+fedlc server.secure_aggregation=true")
+    # a part that replaces the average runs first: ZDAS then fine-tunes the q-FFL model
+    assert [c.name for c in resolve("zda+qfedavg")] == ["qfedavg", "zdac", "zdas"]
+    with pytest.raises(ConfigError, match=r"fedprox.mu: FedProx needs mu > 0"):
+        load_config(None, "algorithm=zda+fedprox fedprox.mu=0")
+    load_config(None, "algorithm=zda fedprox.mu=0")  # FedProx not in the algorithm
     with pytest.raises(ConfigError, match="unknown key"):
         load_config(None, "fedprox.compose_with_zda=true")  # composition is by name now
 
@@ -151,5 +156,7 @@ def test_qffl_update_is_the_average_at_q0_and_favours_high_loss_clients():
     clients = [{"w": torch.tensor([1.0, 0.0])}, {"w": torch.tensor([0.0, 1.0])}]
     avg = qffl_update(g, clients, [1.0, 1.0], [0.1, 0.1], ["w"], q=0.0)
     assert torch.allclose(avg["w"], torch.tensor([0.5, 0.5]))
+    uneven = qffl_update(g, clients, [1.0, 1.0], [0.1, 10.0], ["w"], q=0.0)  # K differs
+    assert torch.allclose(uneven["w"], avg["w"])  # still the plain mean at q = 0
     fair = qffl_update(g, clients, [0.5, 2.0], [0.1, 0.1], ["w"], q=2.0)["w"]
     assert fair[1] > 4 * fair[0] > 0  # the high-loss client pulls harder

@@ -2,6 +2,7 @@
 the outputs reach the one SGD loop; FedLC is built on it."""
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -45,6 +46,8 @@ def _origins(data: LocalData) -> torch.Tensor:
 def test_output_terms_see_where_each_sample_came_from():
     shuffled = mix_synthetic(_data(), _syn(32))
     assert shuffled.num_real == 64 and len(shuffled.samples.y) == 96
+    with pytest.raises(ValueError, match="already holds added samples"):
+        mix_synthetic(shuffled, _syn(4))  # never silently drops what another hook added
     assert int((_origins(shuffled) == SYNTHETIC).sum()) == 32  # one epoch: each sample once
     paired = mix_synthetic(_data(), _syn(10, paired=4))
     origins = _origins(paired)  # 4 real batches, each with 4 synthetic samples beside it

@@ -7,9 +7,10 @@
 For every client model inverted in those rounds: does the distance to the nearest synthetic
 sample tell the client's training images apart from unseen test images of the same class
 mix? The AUC per client (``fedcore.membership``; 0.5: no signal) in pixel space and in the
-feature space of a model trained centrally (2 epochs on the whole training split, seeded),
-beside the run's similarity figures (``leakage.jsonl``); the closest pairs of the last round
-are copied next to the JSON as PNGs. The JSON's ``membership`` section is added to what the
+feature space of a model trained on one half of the test split (5 epochs, seeded; the
+non-members come from the other half, so the feature model has seen neither members nor
+non-members), beside the run's similarity figures (``leakage.jsonl``); the closest pairs
+of the last round are copied next to the JSON as PNGs. The JSON's ``membership`` section is added to what the
 similarity study (``benchmarks.studies.leakage``) wrote.
 """
 
@@ -36,15 +37,22 @@ ROUNDS = 50
 SETTINGS = "algorithm=zdas output.leakage=true"
 
 
-def central_model(cfg, path: Path) -> torch.nn.Module:
-    """The fixed feature model: the CNN trained centrally (cached at ``path``)."""
+def test_halves(n: int) -> tuple[list[int], list[int]]:
+    """A seeded split of the test split: (feature-model half, non-member half)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
+    return order[: n // 2], order[n // 2 :]
+
+
+def feature_model(cfg, path: Path) -> torch.nn.Module:
+    """The fixed feature model: the CNN trained on one half of the test split (cached)."""
     fed = build_federation(cfg)
     model = build_model("cnn", fed.train.spec.channels, fed.train.spec.num_classes)
     if path.is_file():
         model.load_state_dict(torch.load(path))
         return model
     torch.manual_seed(0)
-    train_local(model, fed.train, TrainConfig(local_epochs=2), seed=0)
+    half = fed.test.subset(test_halves(len(fed.test))[0])
+    train_local(model, half, TrainConfig(local_epochs=5), seed=0)
     torch.save(model.state_dict(), path)
     return model
 
@@ -61,6 +69,7 @@ def run_partition(part: str, work: Path, feature: torch.nn.Module) -> dict:
     cfg = load_config(None, overrides).with_clients(FMNIST100.clients)
     fed = build_federation(cfg)
     embed = lambda x: penultimate(feature, x)  # noqa: E731
+    pool = fed.test.subset(test_halves(len(fed.test))[1])
     out: dict = {"overrides": overrides, "rounds": {}}
     for rnd in (1, ROUNDS):
         kept = torch.load(run_dir / f"synthetic_round{rnd:03d}.pt")
@@ -69,7 +78,7 @@ def run_partition(part: str, work: Path, feature: torch.nn.Module) -> dict:
             ds = fed.client_datasets(pid)[0]
             mine = kept["x"][kept["sources"] == pid]
             rows[str(pid)] = client_membership(
-                mine, (ds.x, ds.y), (fed.test.x, fed.test.y), embed, seed=rnd * 1000 + pid
+                mine, (ds.x, ds.y), (pool.x, pool.y), embed, seed=rnd * 1000 + pid
             )
         out["rounds"][str(rnd)] = {"summary": summarise(list(rows.values())), "clients": rows}
     similarity = [json.loads(x) for x in (run_dir / "leakage.jsonl").read_text().splitlines()]
@@ -91,7 +100,7 @@ def main() -> None:
     section.setdefault("partitions", {})
     work = RESULTS / "work" / "membership"
     work.mkdir(parents=True, exist_ok=True)
-    feature = central_model(load_config(None, ""), work / "central.pt")
+    feature = feature_model(load_config(None, ""), work / "feature.pt")
     for part in a.partitions.split(","):
         section["partitions"][part] = run_partition(part, work / part, feature)
         for rnd, r in section["partitions"][part]["rounds"].items():

@@ -45,7 +45,8 @@ class UnknownAlgorithm(ValueError):
 
 
 def resolve(name: str) -> tuple[type[Algorithm], ...]:
-    """The classes ``name`` composes, in order, each once (``zda+zdas`` is ``zda``)."""
+    """The classes ``name`` composes, each once (``zda+zdas`` is ``zda``), in the written
+    order except that a part replacing the average runs first (the others refine it)."""
     parts = [p.strip() for p in name.split("+")]
     unknown = [p for p in parts if p not in ALGORITHMS]
     if unknown:
@@ -54,7 +55,8 @@ def resolve(name: str) -> tuple[type[Algorithm], ...]:
             f"algorithm: {', '.join(map(repr, unknown))}{where} is not one of "
             f"{tuple(ALGORITHMS)}; compose them with '+', e.g. 'zda+fedprox'"
         )
-    return tuple(dict.fromkeys(cls for p in parts for cls in ALGORITHMS[p]))
+    classes = tuple(dict.fromkeys(cls for p in parts for cls in ALGORITHMS[p]))
+    return tuple(sorted(classes, key=lambda c: not c.replaces_average))  # stable
 
 
 def algorithm_problems(name: str, sections: dict[str, Any], run: RunContext) -> list[str]:
@@ -65,6 +67,9 @@ def algorithm_problems(name: str, sections: dict[str, Any], run: RunContext) -> 
     except UnknownAlgorithm as e:
         return [str(e)]
     out = []
+    replacing = [c.name for c in classes if c.replaces_average]
+    if len(replacing) > 1:
+        out.append(f"algorithm: {replacing} each replace the average; compose at most one")
     if run.secure_aggregation and not all(c.averages_only for c in classes):
         out.append(
             f"server.secure_aggregation: {name!r} needs each client's model (or control "

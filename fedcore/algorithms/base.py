@@ -165,6 +165,8 @@ class Algorithm:
     # Whether the server only averages (no per-client model, record or variate), so that the
     # rounds can run under secure aggregation (``server.secure_aggregation``).
     averages_only: ClassVar[bool] = True
+    # Whether its server update replaces the average (it then runs first in a composition).
+    replaces_average: ClassVar[bool] = False
 
     def __init__(self, setup: ServerSetup) -> None:
         self.setup = setup

@@ -10,7 +10,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from fedcore.algorithms.base import Algorithm, ClientHook, ClientRound, LocalPlan, ServerSetup
+from fedcore.algorithms.base import (
+    Algorithm,
+    ClientHook,
+    ClientRound,
+    LocalPlan,
+    RunContext,
+    ServerSetup,
+)
 from fedcore.protocol import PROXIMAL_MU
 
 
@@ -54,6 +61,12 @@ class FedProx(Algorithm):
         self.mu = setup.cfg.mu
         if self.mu <= 0:
             raise ValueError(f"FedProx needs fedprox.mu > 0, got {self.mu}")
+
+    @classmethod
+    def run_problems(cls, cfg: FedProxConfig, run: RunContext) -> list[str]:
+        if cfg.mu > 0:
+            return []
+        return [f"fedprox.mu: FedProx needs mu > 0, got {cfg.mu} (mu = 0 is FedAvg)"]
 
     @classmethod
     def client_hook(cls, config: dict[str, Any], arrays: dict) -> ClientHook | None:

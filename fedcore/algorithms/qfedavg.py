@@ -6,16 +6,21 @@ pull harder. ``q = 0`` is an unweighted average of the client models.
 Each client reports ``qffl-loss``, its training loss ``F_k`` under the received global model
 ``w`` (measured before local training), and ``qffl-step``, how far its local training moves
 per unit of gradient: ``K lr / (1 - momentum)`` after ``K`` SGD steps. The paper's
-``L = 1 / lr`` assumes one momentum-free step; with ``L_k = 1 / qffl-step`` instead,
-``dw_k = L_k (w - w_k)`` stays an estimate of the client's gradient, as the update needs
+``L = 1 / lr`` assumes one momentum-free step; with ``L = 1 / mean_k(qffl-step)`` instead
+(one ``L`` per round, so that ``q = 0`` stays the plain mean of the client models),
+``dw_k = L (w - w_k)`` stays an estimate of the client's gradient, as the update needs
 (SCAFFOLD's control variates divide by the same quantity). Then
-``h_k = q F_k^(q-1) ||dw_k||^2 + L_k F_k^q`` and the new model is
+``h_k = q F_k^(q-1) ||dw_k||^2 + L F_k^q`` and the new model is
 ``w - sum_k F_k^q dw_k / sum_k h_k``. The update covers trainable parameters; BatchNorm's
-running statistics keep FedAvg's example-weighted average.
+running statistics keep FedAvg's example-weighted average. A reply whose loss or step is
+not a finite positive number is left out of the step (counted in ``qffl-refused``).
+q-FedAvg replaces the average, so in a composition it runs first (``zda+qfedavg``: ZDAS
+fine-tunes the q-FFL model).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,12 +61,12 @@ def qffl_update(
     names: Sequence[str],
     q: float,
 ) -> StateDict:
-    """The q-FFL step for the tensors ``names`` (float64 sums, cast back); ``steps[k]`` is
-    client k's ``1 / L_k``."""
+    """The q-FFL step for the tensors ``names`` (float64 sums, cast back), with
+    ``L = 1 / mean(steps)``."""
     num = {n: torch.zeros(global_state[n].shape, dtype=torch.float64) for n in names}
     h_sum = 0.0
-    for state, loss, step in zip(client_states, losses, steps, strict=True):
-        lipschitz = 1.0 / step
+    lipschitz = len(steps) / float(sum(steps))
+    for state, loss in zip(client_states, losses, strict=True):
         f = max(float(loss), EPS)
         dw = {n: lipschitz * (global_state[n].double() - state[n].double()) for n in names}
         sq = float(sum(float(d.pow(2).sum()) for d in dw.values()))
@@ -101,6 +106,7 @@ class QFedAvg(Algorithm):
     section = "qfedavg"
     Config = QFedAvgConfig
     averages_only = False  # weights each client's model by its own loss
+    replaces_average = True
 
     def __init__(self, setup: ServerSetup) -> None:
         super().__init__(setup)
@@ -121,9 +127,20 @@ class QFedAvg(Algorithm):
     def server_update(
         self, server_round: int, averaged: StateDict, replies: Sequence[TrainReply]
     ) -> ServerStep:
-        losses = [float(r.metrics[QFFL_LOSS]) for r in replies]
-        steps = [float(r.metrics[QFFL_STEP]) for r in replies]
-        states = [r.state for r in replies]
+        usable = [r for r in replies if _usable(r.metrics)]
+        refused = {"qffl-refused": float(len(replies) - len(usable))}
+        if not usable:
+            return ServerStep(averaged, refused)
+        losses = [float(r.metrics[QFFL_LOSS]) for r in usable]
+        steps = [float(r.metrics[QFFL_STEP]) for r in usable]
+        states = [r.state for r in usable]
         params = qffl_update(self.sent, states, losses, steps, self.setup.param_names, self.q)
-        metrics = {"qffl-loss-max": max(losses), "qffl-loss-min": min(losses)}
+        metrics = {"qffl-loss-max": max(losses), "qffl-loss-min": min(losses)} | refused
         return ServerStep(averaged | params, metrics)
+
+
+def _usable(metrics: dict[str, Any]) -> bool:
+    """Whether a reply carries a finite loss >= 0 and a finite step > 0."""
+    loss, step = metrics.get(QFFL_LOSS), metrics.get(QFFL_STEP)
+    numbers = all(isinstance(v, int | float) and math.isfinite(v) for v in (loss, step))
+    return numbers and float(loss) >= 0 and float(step) > 0  # type: ignore[arg-type]

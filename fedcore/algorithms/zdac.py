@@ -37,7 +37,7 @@ from fedcore.protocol import ZDAC_BANK, ZDAC_PREFIX, TrainReply
 from fedcore.schema import flatten, from_flat
 from fedcore.seeds import ZDAC_BANK as BANK_STREAM
 from fedcore.seeds import derive_seed
-from fedcore.training import SYNTHETIC, LocalData, Objective, Paired, Samples
+from fedcore.training import REAL, SYNTHETIC, LocalData, Objective, Paired, Samples
 from fedcore.types import StateDict
 from inversion import (
     InversionConfig,
@@ -112,6 +112,8 @@ class Synthetic:
 def mix_synthetic(data: LocalData, syn: Synthetic) -> LocalData:
     """The client's own data (every sample weighing 1) with ``syn`` added; synthetic samples
     carry the origin :data:`~fedcore.training.SYNTHETIC`."""
+    if data.paired is not None or data.samples.origin is not None:
+        raise ValueError("mix_synthetic: the client's data already holds added samples")
     x, y, n_real = data.samples.x, data.samples.y, data.num_real
     if syn.y.numel() == 0:
         return data
@@ -130,7 +132,7 @@ def mix_synthetic(data: LocalData, syn: Synthetic) -> LocalData:
         torch.cat([x, sx]),
         torch.cat([y, sy]),
         torch.cat([real_w * syn.real_weight, torch.full((n_syn,), syn.weight)]),
-        origin=(torch.arange(n_real + n_syn) >= n_real).long(),
+        origin=torch.where(torch.arange(n_real + n_syn) < n_real, REAL, SYNTHETIC),
     )
     objective = data.objective
     if syn.teacher_logits is not None and syn.kd_weight > 0:
