@@ -10,8 +10,8 @@ mix? The AUC per client (``fedcore.membership``; 0.5: no signal) in pixel space 
 feature space of a model trained on one half of the test split (5 epochs, seeded; the
 non-members come from the other half, so the feature model has seen neither members nor
 non-members), beside the run's similarity figures (``leakage.jsonl``); the closest pairs
-of the last round are copied next to the JSON as PNGs. The JSON's ``membership`` section is added to what the
-similarity study (``benchmarks.studies.leakage``) wrote.
+of the last round are copied next to the JSON as PNGs. The JSON's ``membership`` section
+is added to what the similarity study (``benchmarks.studies.leakage``) wrote.
 """
 
 from __future__ import annotations
