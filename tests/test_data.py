@@ -186,3 +186,28 @@ def test_float_datasets_keep_their_tensor():
     assert torch.equal(ds.subset(np.array([1, 3])).x, x[[1, 3]])
     with pytest.raises(DatasetError, match="uint8"):
         ArrayDataset.from_pixels(x, torch.zeros(6), (0.5,), (0.25,), ("a", "b"))
+
+
+def test_a_client_process_imports_no_torchvision_nor_matplotlib():
+    """What a ClientApp process does with data (import the app, build the default
+    federation, take its partition) imports neither torchvision (about 100 MB) nor
+    matplotlib: each is imported where it is used."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = (
+        "import sys, client_app.app\n"
+        "from fedcore.config import load_config\n"
+        "from fedcore.federation import build_federation\n"
+        "fed = build_federation(load_config(None, {}).with_clients(10))\n"
+        "train, test = fed.client_datasets(3)\n"
+        "assert train.pixels is not None and len(train) > 0\n"
+        "print(sorted(m for m in ('torchvision', 'matplotlib') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
