@@ -185,15 +185,23 @@ class Splits:
     test: ArrayDataset
 
 
+def _owned(images: np.ndarray) -> torch.Tensor:
+    """``images`` as a uint8 tensor sharing its memory when it is contiguous and writable
+    (else a copy)."""
+    a = np.ascontiguousarray(images)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
 def normalise_u8(
     train_u8: np.ndarray, test_u8: np.ndarray, classes: tuple[str, ...], ytr, yte
 ) -> Splits:
     """uint8 NCHW arrays -> compact datasets standardised with the train split's statistics.
 
     The statistics come from the whole train split scaled to [0, 1] as float32 (a
-    transient copy, freed before returning); the images stay uint8."""
-    ptr = torch.from_numpy(np.ascontiguousarray(train_u8).copy())
-    pte = torch.from_numpy(np.ascontiguousarray(test_u8).copy())
+    transient copy, freed before returning); the images stay uint8. An array that is
+    contiguous and writable is taken over, not copied: the readers hand over arrays nothing
+    else holds."""
+    ptr, pte = _owned(train_u8), _owned(test_u8)
     scaled = ptr.float().div_(255.0)  # the first two steps of standardise()
     mean = scaled.mean(dim=(0, 2, 3))
     std = scaled.std(dim=(0, 2, 3)).clamp_min(1e-6)
@@ -232,7 +240,8 @@ def _read_idx(path: Path, hint: str) -> np.ndarray:
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if len(raw) < header or len(raw) != header + int(np.prod(dims)):
         raise DatasetError(f"{path} is truncated: header says {dims}. {hint}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    # a copy the array owns: ``raw`` is freed on return and the dataset takes the array over
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
 def load_idx_dir(directory: str | Path, classes: tuple[str, ...] | None = None) -> Splits:
