@@ -6,21 +6,41 @@ Each function saves its figure and returns it (closed), so a caller can check wh
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from fedcore.vision import tile
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+@cache
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the headless Agg backend, imported when a figure is first drawn
+    (about 25 MB a process: a module that imports this one, but draws nothing, pays none)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def __getattr__(name: str) -> Any:
+    """``from fedcore.plots import plt``: pyplot, on the Agg backend."""
+    if name == "plt":
+        return _pyplot()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def plot_label_mix(counts: np.ndarray, classes: Sequence[str], path: Path) -> Figure:
     """Stacked bars: samples per class for every client."""
+    plt = _pyplot()
     n_clients, n_cls = counts.shape
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * n_clients + 2), 4))
     bottom = np.zeros(n_clients)
@@ -47,6 +67,7 @@ def plot_label_mix(counts: np.ndarray, classes: Sequence[str], path: Path) -> Fi
 
 def plot_accuracy(rows: Sequence[dict], path: Path) -> Figure:
     """Global accuracy and the client mean / worst-10% / best-10% per round."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     r = [row["round"] for row in rows]
     ax.plot(r, [row["global_accuracy"] for row in rows], "o-", label="global test")
@@ -79,6 +100,7 @@ def reported(accuracies: Sequence[float | None] | None) -> list[float]:
 
 def plot_client_spread(rows: Sequence[dict], path: Path) -> Figure:
     """Box plot of per-client accuracy per round (clients that did not report are left out)."""
+    plt = _pyplot()
     spread = []
     for row in rows:
         accs = reported(row.get("client_accuracies"))
@@ -101,6 +123,7 @@ def plot_comparison(results: Mapping[str, Mapping], path: Path, title: str) -> F
     """Methods side by side: global accuracy per round (left) and, from each method's last
     round, every client's accuracy on its own test set, sorted worst to best (right; x is the
     client's rank as a share of the clients, so federations of any size line up)."""
+    plt = _pyplot()
     fig, (curve, clients) = plt.subplots(1, 2, figsize=(11, 3.8))
     for name, r in results.items():
         acc = r["accuracy_per_round"]
@@ -137,6 +160,7 @@ def save_image_grid(
 ) -> Figure:
     """Grid of images (N,C,H,W, normalised), one row per class, up to ``per_class`` each,
     tiled by ``torchvision.utils.make_grid`` and titled per row."""
+    plt = _pyplot()
     m = np.asarray(mean).reshape(1, -1, 1, 1)
     s = np.asarray(std).reshape(1, -1, 1, 1)
     img = np.clip(x * s + m, 0, 1)
@@ -172,6 +196,7 @@ def save_pairs(
     nothing (None) without pairs."""
     if not pairs:
         return None
+    plt = _pyplot()
     fig, axes = plt.subplots(2, len(pairs), figsize=(len(pairs) * 1.0, 2.3), squeeze=False)
     m = np.asarray(mean).reshape(-1, 1, 1)
     s = np.asarray(std).reshape(-1, 1, 1)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from fedcore.config import ExperimentConfig
 from fedcore.plots import plot_accuracy, plot_client_spread
@@ -51,6 +50,8 @@ class RunDir:
         self.images = path / "images"
         self.images.mkdir()
         self.rows = []
+        import yaml  # here only: config.yaml is its one use in a run
+
         (path / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         self.write_json(
             "meta.json",

@@ -144,7 +144,9 @@ class LossTerms:
 
 
 def as_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """All of a dataset as ``(x, y)`` tensors (direct for ArrayDataset, one pass otherwise)."""
+    """All of a dataset as ``(x, y)`` tensors (direct for ArrayDataset, one pass otherwise;
+    a compact ArrayDataset normalises every row: meant for a client's partition, not a
+    whole split)."""
     if isinstance(dataset, ArrayDataset):
         return dataset.x, dataset.y
     xs, ys = zip(*DataLoader(dataset, batch_size=1024), strict=True)
@@ -323,10 +325,17 @@ def evaluate(
     """
     device = torch.device(device)
     model.to(device).eval()
-    x, y = as_tensors(dataset)
+    if isinstance(dataset, ArrayDataset) and dataset.pixels is not None:
+        y = dataset.y  # compact: normalise one batch at a time, never the whole set
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = (
+            dataset[start : start + batch_size] for start in range(0, len(dataset), batch_size)
+        )
+    else:
+        x, y = as_tensors(dataset)
+        batches = ((xb, yb) for xb, yb, _ in iterate_batches(x, y, batch_size, None))
     correct, loss_sum = 0, 0.0
     preds = []
-    for xb, yb, _ in iterate_batches(x, y, batch_size, None):
+    for xb, yb in batches:
         xb, yb = xb.to(device), yb.to(device)
         logits = model(xb)
         loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))

@@ -6,7 +6,9 @@ matching torchvision (the documented CPU-only path): then Fashion-MNIST is read 
 here is one :class:`VisionError` naming the fix.
 
 Datasets are read with ``download=False`` from a local root in torchvision's own layout and
-converted once to the whole-tensor normalised :class:`fedcore.data.Splits`.
+converted once to compact :class:`fedcore.data.Splits` (uint8 images, normalised on access).
+Fashion-MNIST is read by :func:`fedcore.data.load_idx_dir` instead (see
+:func:`fedcore.datasets.load_dataset`); :func:`load` still reads it with torchvision.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def prepare(path: Path = DATA, train: int = 30_000, test: int = 10_000) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     for split, ds, n in (("train", s.train, train), ("test", s.test, test)):
         std, mean = np.asarray(ds.std), np.asarray(ds.mean)
-        x = ds.x[:n].numpy() * std[None, :, None, None] + mean[None, :, None, None]
+        x = ds.rows(slice(0, n)).numpy() * std[None, :, None, None] + mean[None, :, None, None]
         u8 = np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
         np.savez_compressed(path.with_name(f"{path.stem}-{split}.npz"), x=u8, y=ds.y[:n].numpy())
     return path

@@ -252,7 +252,7 @@ def test_context_rows_join_the_bn_statistics_only(teacher, fmnist):
     """Real rows given as ``context`` count in the BatchNorm statistics of every batch (scaled
     to the batch's share), are never optimised or labelled, and must match the input shape."""
     spec, labels = fmnist.train.spec, torch.tensor([0, 2, 4, 6] * 2)
-    ctx = fmnist.train.x[:12].clone()
+    ctx = fmnist.train.rows(slice(0, 12)).clone()
     x0 = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(3))
     cfg = InversionConfig(batch_size=8, jitter=0)
     res = invert(teacher, labels, cfg, spec, init=x0, steps=0, context=ctx)
@@ -276,6 +276,6 @@ def test_context_rows_join_the_bn_statistics_only(teacher, fmnist):
     finally:
         hooks.remove()
     moved = invert(teacher, labels, InversionConfig(batch_size=8), spec, context=ctx, steps=30)
-    assert moved.teacher_accuracy >= 0.9 and torch.equal(ctx, fmnist.train.x[:12])
+    assert moved.teacher_accuracy >= 0.9 and torch.equal(ctx, fmnist.train.rows(slice(0, 12)))
     with pytest.raises(ValueError, match="context rows"):
         invert(teacher, labels, cfg, spec, context=torch.zeros(3, 1, 14, 14))

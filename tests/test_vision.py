@@ -214,3 +214,14 @@ def test_config_names_what_needs_torchvision_or_a_path(monkeypatch):
         load_config(overrides=overrides)
     assert "data.dataset, model.name, train.augment: torchvision does not import" in str(e.value)
     load_config(overrides="data.dataset=fashion-mnist")  # the CPU-only path reads Fashion-MNIST
+
+
+def test_fashion_mnist_from_a_torchvision_root_is_read_without_torchvision(tmp_path):
+    """``load_dataset`` reads Fashion-MNIST's IDX files itself, wherever torchvision would
+    look for them (``root/FashionMNIST/raw``), and gets exactly torchvision's dataset."""
+    _idx_set(tmp_path / "FashionMNIST" / "raw", MNIST_NAMES, classes=10, gz=False)
+    own = load_dataset.__wrapped__("fashion-mnist", str(tmp_path))
+    tv = vision.load("fashion-mnist", str(tmp_path))
+    assert torch.equal(own.train.x, tv.train.x) and torch.equal(own.test.x, tv.test.x)
+    assert torch.equal(own.train.y, tv.train.y) and own.train.classes == tv.train.classes
+    assert own.train.mean == tv.train.mean and own.train.std == tv.train.std

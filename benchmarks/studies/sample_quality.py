@@ -82,7 +82,7 @@ def client_subset(s: Splits, seed: int, per_class: int = 1000) -> ArrayDataset:
     y = s.train.y.numpy()
     idx = np.concatenate([g.choice(np.flatnonzero(y == c), per_class, False) for c in PRESENT])
     t = s.train
-    return ArrayDataset(t.x[idx], t.y[idx], t.mean, t.std, t.classes)
+    return ArrayDataset(t.rows(idx), t.y[idx], t.mean, t.std, t.classes)
 
 
 def missing_rows(
