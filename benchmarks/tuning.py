@@ -35,6 +35,7 @@ GRID: dict[str, tuple[str, tuple[float, ...]]] = {
     # compositions of ZDA with a baseline, at the baseline's default knob (one trial each)
     "zda+fedlc": ("fedlc.tau", (1.0,)),
     "zda+scaffold": ("train.lr", (0.01,)),
+    "zda+fedprox": ("fedprox.mu", (0.1,)),  # at FedProx's tuned mu
     "zda": ("zdas.finetune_lr", (0.0003, 0.001, 0.003)),
 }
 
