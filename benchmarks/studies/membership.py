@@ -100,7 +100,9 @@ def main() -> None:
     section.setdefault("partitions", {})
     work = RESULTS / "work" / "membership"
     work.mkdir(parents=True, exist_ok=True)
-    feature = feature_model(load_config(None, ""), work / "feature.pt")
+    feature = feature_model(
+        load_config(None, "").with_clients(FMNIST100.clients), work / "feature.pt"
+    )
     for part in a.partitions.split(","):
         section["partitions"][part] = run_partition(part, work / part, feature)
         for rnd, r in section["partitions"][part]["rounds"].items():
