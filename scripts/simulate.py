@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -62,7 +63,7 @@ def simulate(
                               timeout=timeout)  # fmt: skip
         status = run_status(env) if proc.returncode == 0 else None
     finally:
-        kill_tree(f"flower-superlink.*{home}/")
+        kill_tree(f"flower-superlink.*{re.escape(str(home))}/")
     if proc.returncode == 0 and status != "finished:completed":
         ended = status or "unknown (flwr ls listed no run)"
         msg = f"fedzda: the run ended as {ended}; see the log above"
