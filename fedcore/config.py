@@ -169,7 +169,7 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
     )
     need(cfg.server.connect_timeout > 0, "server.connect_timeout: must be > 0 seconds")
     if errors:
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
+        raise ConfigError.listing(errors)
     return cfg
 
 

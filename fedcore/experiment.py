@@ -20,6 +20,11 @@ from fedcore.training import TrainConfig
 class ConfigError(ValueError):
     """The experiment configuration is invalid; the message names every problem."""
 
+    @classmethod
+    def listing(cls, problems: list[str]) -> ConfigError:
+        """One error whose message lists every problem, one per line."""
+        return cls("invalid configuration:\n  - " + "\n  - ".join(problems))
+
 
 @dataclass(frozen=True)
 class DataConfig:

@@ -49,16 +49,24 @@ def ssim_matrix(a: torch.Tensor, b: torch.Tensor, pairs: int = 40_000) -> torch.
     return torch.cat(out)
 
 
+def squared_distances(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``(len(q), len(r))`` squared Euclidean distances between the flattened rows, in
+    their dtype, by one matrix product."""
+    q, r = q.flatten(1), r.flatten(1)
+    return q.pow(2).sum(1, keepdim=True) + r.pow(2).sum(1) - 2 * q @ r.T
+
+
 def ssim_nearest(
     query: torch.Tensor, reference: torch.Tensor, candidates: int = 32
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For each query image, the highest SSIM over ``reference`` and its index, searched
     among the ``candidates`` nearest references in pixel L2 distance (one matrix product
     instead of SSIM against every image; SSIM's nearest image is almost always among them)."""
-    q, r = query.flatten(1), reference.flatten(1)
-    d2 = q.pow(2).sum(1, keepdim=True) + r.pow(2).sum(1) - 2 * q @ r.T
+    d2 = squared_distances(query, reference)
     idx = d2.topk(min(candidates, len(reference)), dim=1, largest=False).indices  # (N, k)
-    sims = torch.stack([ssim_matrix(query[i : i + 1], reference[idx[i]])[0] for i in range(len(q))])
+    sims = torch.stack(
+        [ssim_matrix(query[i : i + 1], reference[idx[i]])[0] for i in range(len(query))]
+    )
     best, j = sims.max(1)
     return best, idx.gather(1, j[:, None]).squeeze(1)
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from fedcore.leakage import squared_distances
+
 Embed = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -57,8 +59,7 @@ def matched_sets(
 
 def nearest_distance(candidates: torch.Tensor, synthetic: torch.Tensor) -> torch.Tensor:
     """Each candidate's Euclidean distance to its nearest synthetic sample (flattened)."""
-    q, s = candidates.flatten(1).double(), synthetic.flatten(1).double()
-    d2 = q.pow(2).sum(1, keepdim=True) + s.pow(2).sum(1) - 2 * q @ s.T
+    d2 = squared_distances(candidates.double(), synthetic.double())
     return d2.clamp_min(0).min(1).values.sqrt()
 
 

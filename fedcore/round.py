@@ -52,7 +52,7 @@ def build_server(
     model = make_model()
     problems = model_problems(cfg.algorithm, cfg.sections(), model)
     if problems:
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+        raise ConfigError.listing(problems)
     names = tuple(n for n, _ in model.named_parameters())
     algorithm = build_algorithm(
         cfg.algorithm, cfg.sections(), cfg.run_context,

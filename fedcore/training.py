@@ -57,6 +57,9 @@ class TrainStats:
     seconds: float
 
 
+REAL, SYNTHETIC = 0, 1  # a sample's origin, as loss terms and logit adjustments see it
+
+
 @dataclass
 class Samples:
     """Labelled inputs for :func:`sgd_train`.
@@ -73,7 +76,7 @@ class Samples:
     teacher_logits: torch.Tensor | None = None
     distill: torch.Tensor | None = None
     origin: torch.Tensor | None = None
-    default_origin: int = 0
+    default_origin: int = REAL
 
     def origin_of(self, idx: torch.Tensor) -> torch.Tensor:
         """The origin of the samples at ``idx``."""
@@ -109,8 +112,6 @@ class Paired:
             for start in range(0, max(n - self.batch_size + 1, 1), self.batch_size):
                 yield order[start : start + self.batch_size]
 
-
-REAL, SYNTHETIC = 0, 1  # a sample's origin, as loss terms and logit adjustments see it
 
 Regularizer = Callable[[nn.Module], torch.Tensor]  # model -> loss added to every batch
 LogitAdjust = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, origin) -> logits

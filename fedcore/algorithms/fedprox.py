@@ -59,8 +59,8 @@ class FedProx(Algorithm):
     def __init__(self, setup: ServerSetup) -> None:
         super().__init__(setup)
         self.mu = setup.cfg.mu
-        if self.mu <= 0:
-            raise ValueError(f"FedProx needs fedprox.mu > 0, got {self.mu}")
+        if problems := self.run_problems(setup.cfg, setup.run):
+            raise ValueError(problems[0])
 
     @classmethod
     def run_problems(cls, cfg: FedProxConfig, run: RunContext) -> list[str]:

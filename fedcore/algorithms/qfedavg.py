@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from fedcore.algorithms.base import (
     Algorithm,
@@ -36,8 +35,9 @@ from fedcore.algorithms.base import (
     ServerSetup,
     ServerStep,
 )
-from fedcore.protocol import QFFL_ASK, QFFL_LOSS, QFFL_STEP, TrainReply
-from fedcore.training import TrainStats
+from fedcore.data import ArrayDataset
+from fedcore.protocol import QFFL_ASK, QFFL_LOSS, QFFL_STEP, TrainReply, number
+from fedcore.training import TrainStats, evaluate
 from fedcore.types import StateDict
 
 EPS = 1e-10  # keeps F_k^(q-1) finite for a client with zero loss
@@ -81,18 +81,11 @@ class LossHook(ClientHook):
     after training the effective step size of its local SGD."""
 
     def before(self, rnd: ClientRound, plan: LocalPlan) -> None:
-        real = plan.data.samples
-        n, model = plan.data.num_real, rnd.model
-        was_training = model.training
-        model.eval()
-        total = 0.0
-        with torch.no_grad():
-            for start in range(0, n, 1024):
-                xb = real.x[start : min(start + 1024, n)].to(rnd.device)
-                yb = real.y[start : min(start + 1024, n)].to(rnd.device)
-                total += float(F.cross_entropy(model(xb), yb, reduction="sum"))
-        model.train(was_training)
-        plan.metrics[QFFL_LOSS] = total / max(n, 1)
+        real, n, s = plan.data.samples, plan.data.num_real, rnd.spec
+        own = ArrayDataset(real.x[:n], real.y[:n], s.mean, s.std, s.classes)
+        was_training = rnd.model.training
+        plan.metrics[QFFL_LOSS] = number(evaluate(rnd.model, own, device=rnd.device)["loss"])
+        rnd.model.train(was_training)
 
     def after(self, rnd: ClientRound, stats: TrainStats, plan: LocalPlan) -> None:
         t = rnd.train
