@@ -37,6 +37,9 @@ GRID: dict[str, tuple[str, tuple[float, ...]]] = {
     "zda+scaffold": ("train.lr", (0.01,)),
     "zda+fedprox": ("fedprox.mu", (0.1,)),  # at FedProx's tuned mu
     "zda": ("zdas.finetune_lr", (0.0003, 0.001, 0.003)),
+    # ZDAS alone beat ZDA on seed 0 of the yardstick: it and its FedLC composition, once each
+    "zdas": ("zdas.finetune_lr", (0.001,)),
+    "zdas+fedlc": ("fedlc.tau", (2.0,)),
 }
 
 

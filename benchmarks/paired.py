@@ -1,0 +1,199 @@
+"""The paired comparison: every method at its tuned setting on FMNIST-100, Dirichlet 0.1 and
+#C=2, seeds 0, 1, 2, 50 rounds (one seed fixes the partition and the clients sampled each
+round for every method, so differences are paired by seed).
+
+Each method runs at its pick from ``benchmarks/results/tuning/`` (the best mean accuracy of
+the last 10 rounds; read at run time, recorded in every cell). The federation is the
+FMNIST-100 yardstick's. Cells are saved in ``benchmarks/results/paired/`` and skipped on the
+next start. A FedAvg or ZDA cell of the FMNIST-100 yardstick (``cells100/``) is taken over
+when the pick is that method's default (the same run-config): it says so in ``reused_from``.
+
+    .venv/bin/python -m benchmarks.paired [--cell fedlc-dir0.1-s0] [--list]
+    .venv/bin/python -m benchmarks.paired --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import numpy as np
+
+from benchmarks.fmnist100 import FMNIST100
+from benchmarks.matrix import code_version, run_federated
+from benchmarks.report import rounds_to_reach
+from benchmarks.tuning import OUT as TUNING
+from benchmarks.yardstick import RESULTS
+from fedcore.config import load_config
+
+ROUNDS, LAST = 50, 10
+PARTITIONS, SEEDS = ("dir0.1", "c2"), (0, 1, 2)
+BASELINES = ("fedavg", "fedprox", "scaffold", "qfedavg", "fedlc")
+METHODS = (*BASELINES, "zdas", "zda", "zda+fedlc")
+RECOMMENDED = "zda+fedlc"
+OUT = RESULTS / "paired"
+REUSE = RESULTS / FMNIST100.cell_dir
+FMNIST100_METHODS = ("fedavg", "zda")  # the yardstick's cells that may be taken over
+
+
+def picks() -> dict[str, tuple[str, float]]:
+    """Each tuned method's (knob, value) with the best last-10 accuracy in the tuning cells."""
+    best: dict[str, dict] = {}
+    for p in sorted(TUNING.glob("*.json")):
+        r = json.loads(p.read_text())
+        if r["algorithm"] not in best or r["last10"] > best[r["algorithm"]]["last10"]:
+            best[r["algorithm"]] = r
+    return {m: (r["knob"], float(r["value"])) for m, r in best.items()}
+
+
+def setting(method: str) -> str:
+    """The run-config override of a method's pick ('' for a method that was not tuned)."""
+    pick = picks().get(method)
+    return f"{pick[0]}={pick[1]:g}" if pick else ""
+
+
+def is_default(override: str) -> bool:
+    """Whether ``key=value`` sets what the default experiment already has."""
+    return not override or load_config() == load_config(None, override)
+
+
+def cell_name(method: str, partition: str, seed: int) -> str:
+    return f"{method}-{partition}-s{seed}"
+
+
+def cells() -> list[tuple[str, str, int]]:
+    """Every (method, partition, seed), partition-major, then seed, then method."""
+    return [(m, p, s) for p in PARTITIONS for s in SEEDS for m in METHODS]
+
+
+def run(method: str, partition: str, seed: int) -> dict:
+    """One cell: reused from the yardstick when its run-config is the same, else run."""
+    override = setting(method)
+    old = REUSE / f"{cell_name(method, partition, seed)}.json"
+    if method in FMNIST100_METHODS and old.is_file() and is_default(override):
+        row = json.loads(old.read_text())
+        row["reused_from"] = str(old.relative_to(RESULTS))
+    else:
+        yard = dataclasses.replace(
+            FMNIST100, method_overrides=f"{FMNIST100.method_overrides} {override}".strip()
+        )
+        work = RESULTS / "work" / "paired" / cell_name(method, partition, seed)
+        work.mkdir(parents=True, exist_ok=True)
+        row = run_federated(yard, method, partition, seed, ROUNDS, False, work)
+        row["code"] = code_version()
+    row["setting"] = override
+    row["command"] = FMNIST100.overrides(method, partition, seed, ROUNDS) + f" {override}"
+    return row
+
+
+def summary(rows: list[dict]) -> dict:
+    """Per partition and method: last-10 accuracy, client std, worst-10 % (mean and std over
+    seeds), the paired difference to the best baseline per seed, rounds to its accuracy."""
+    out: dict[str, dict] = {}
+    for part in PARTITIONS:
+        by = {(r["algorithm"], r["seed"]): r for r in rows if r["partition"] == part}
+        last10 = {k: float(np.mean(r["accuracy_per_round"][-LAST:])) for k, r in by.items()}
+        means = {
+            m: float(np.mean(v))
+            for m in METHODS
+            if (v := [last10[(m, s)] for s in SEEDS if (m, s) in last10])
+        }
+        base = [m for m in BASELINES if m in means]
+        best = max(base, key=means.__getitem__) if base else None
+        table = {}
+        for m in METHODS:
+            seeds = [s for s in SEEDS if (m, s) in by]
+            if not seeds:
+                continue
+
+            mine = [by[(m, s)] for s in seeds]
+            paired = {s: last10[(m, s)] - last10[(best, s)] for s in seeds if (best, s) in by}
+            reach = {
+                s: rounds_to_reach(by[(m, s)]["accuracy_per_round"], last10[(best, s)])
+                for s in seeds
+                if (best, s) in by
+            }
+            table[m] = {
+                "seeds": seeds,
+                "setting": by[(m, seeds[0])].get("setting", ""),
+                "last10": [last10[(m, s)] for s in seeds],
+                "client_std": [float(r["client_acc_std"]) for r in mine],
+                "worst10": [float(r["client_acc_worst10"]) for r in mine],
+                "seconds_per_round": [float(r["seconds_per_round"]) for r in mine],
+                "diff_to_best": paired,
+                "rounds_to_best": reach,
+                "reused": [r["seed"] for r in mine if r.get("reused_from")],
+            }
+        out[part] = {"best_baseline": best, "methods": table}
+    return out
+
+
+def _ms(v: list[float], pct: bool = True) -> str:
+    k = 100 if pct else 1
+    return f"{np.mean(v) * k:.1f} ± {np.std(v) * k:.1f}" if len(v) > 1 else f"{v[0] * k:.1f}"
+
+
+def markdown(summ: dict) -> str:
+    """The comparison as tables, one per partition (accuracies in %)."""
+    lines = [
+        f"# Paired comparison (FMNIST-100, {ROUNDS} rounds, seeds {', '.join(map(str, SEEDS))})",
+        "",
+        "Each method at its tuned pick (`tuning.md`). Last 10: mean global accuracy of the",
+        "last 10 rounds; client std and worst-10 %: per-client accuracy in the last round;",
+        "mean ± std over the seeds run. Δ: the paired difference in last-10 accuracy to the",
+        "best baseline (the baseline with the highest mean last 10), per seed. Rounds: the",
+        "first round reaching the best baseline's last-10 accuracy of that seed (– never).",
+        "s/round from the cells themselves (other work may have overlapped some cells).",
+        "Generated by `python -m benchmarks.paired --report`.",
+    ]
+    for part, s in summ.items():
+        lines += ["", f"## {part} (best baseline: {s['best_baseline'] or '–'})", ""]
+        lines += [
+            "| method | setting | seeds | last 10 | Δ per seed | client std | worst-10 % "
+            "| rounds | s/round |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for m, t in s["methods"].items():
+            d = " / ".join(f"{v * 100:+.1f}" for v in t["diff_to_best"].values()) or "–"
+            rr = " / ".join(str(v) if v else "–" for v in t["rounds_to_best"].values()) or "–"
+            reused = f" ({len(t['reused'])} reused)" if t["reused"] else ""
+            lines.append(
+                f"| {m} | {t['setting'] or 'default'} | {len(t['seeds'])}{reused} "
+                f"| {_ms(t['last10'])} | {d} | {_ms(t['client_std'])} | {_ms(t['worst10'])} "
+                f"| {rr} | {_ms(t['seconds_per_round'], False)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cell", default="", help="one cell by name, e.g. fedlc-dir0.1-s0")
+    ap.add_argument("--list", action="store_true", help="print the cells' names and stop")
+    ap.add_argument("--report", action="store_true", help="only rebuild the report")
+    a = ap.parse_args()
+    todo = [c for c in cells() if not a.cell or cell_name(*c) == a.cell]
+    if a.cell and not todo:
+        ap.error(f"no cell {a.cell!r}; see --list")
+    if a.list:
+        print("\n".join(cell_name(*c) for c in todo))
+        return
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not a.report:
+        for c in todo:
+            path = OUT / f"{cell_name(*c)}.json"
+            if path.is_file():
+                print(f"skip {path.name} (done)")
+                continue
+            print(f"run  {path.stem} ...", flush=True)
+            path.write_text(json.dumps(run(*c), indent=2))  # saved at once: resumable
+    rows = [
+        json.loads(p.read_text()) for c in cells() if (p := OUT / f"{cell_name(*c)}.json").is_file()
+    ]
+    summ = summary(rows)
+    (RESULTS / "paired.json").write_text(json.dumps(summ, indent=2))
+    (RESULTS / "paired.md").write_text(markdown(summ))
+
+
+if __name__ == "__main__":
+    main()
