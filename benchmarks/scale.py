@@ -1,11 +1,14 @@
-"""Scale: FedAvg and ZDA on federations of 10, 100 and 1000 simulated clients, 10 sampled
-per round, through `flwr run .` (Flower's simulation engine), in one invocation.
+"""Scale: FedAvg and ZDA on federations of 100 to 10,000 simulated clients, 10 sampled per
+round, through `flwr run .` (Flower's simulation engine), beside Flower's own floor (a
+trivial app, ``benchmarks/floor_app``: no data, no model), in one invocation.
 
-    .venv/bin/python -m benchmarks.scale            # writes benchmarks/results/scale.json
+    .venv/bin/python -m benchmarks.scale --clients 100,1000,10000 --floor
+    .venv/bin/python -m benchmarks.scale --clients 1000 --algorithms fedavg \
+        --extra server.partition_map=query --append     # the queried start-up, for contrast
 
 Fashion-MNIST, Dirichlet α=0.3 (self-balancing, at least 5 samples per client, so that
 1000 clients can be drawn), 5 rounds, 10 clients train per round and 10 are evaluated
-(every client in the last round). Per row:
+(every client in the last round, at most ``server.final_evaluate`` = 1000 of them). Per row:
 
 - ``peak_rss_gb``: the largest sum of resident memory over every process of the run (the
   `flwr run` CLI, the local SuperLink, the simulation/ServerApp process, Ray and its
@@ -18,6 +21,9 @@ Fashion-MNIST, Dirichlet α=0.3 (self-balancing, at least 5 samples per client, 
   ServerApp's data and partitioning, asking every SuperNode for its partition), measured as
   the time its first metrics row appears minus that round's duration (so it also holds
   round 1's central evaluation, about a second, and up to 0.5 s of polling);
+- ``partition_map`` (how the server learnt each SuperNode's partition: ``assign``, no
+  message, or ``query``, one message per node), ``partition_map_seconds`` and
+  ``data_seconds`` (the ServerApp's data load and partitioning), from its summary.json;
 - ``warm_fraction``: of all samples inverted from round 3 on — by clients (ZDAC), by the
   server for ZDAC's bank, and by the server for ZDAS — the share that started from a pool
   instead of noise (null for fedavg).
@@ -28,18 +34,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
 
-from benchmarks.fmnist10 import RESULTS
-from scripts.simulate import simulate
+from benchmarks.yardstick import RESULTS, ROOT
+from scripts.proctree import kill_tree
+from scripts.simulate import BIN, flwr_env, simulate
 
 KEYS = (
     "algorithm", "clients", "fraction_train", "rounds", "peak_rss_gb", "seconds_per_round",
-    "seconds_to_first_round", "warm_fraction",
+    "seconds_to_first_round", "partition_map", "partition_map_seconds", "data_seconds",
+    "warm_fraction",
 )  # fmt: skip
+FLOOR_APP = ROOT / "benchmarks" / "floor_app"
 BASE = (
     "partition.alpha=0.3 partition.self_balancing=true partition.min_partition_size=5 "
     "partition.client_test_size=200 zdas.share_label_counts=true"
@@ -144,6 +155,15 @@ def run_one(
     if proc.returncode != 0 or not (run_dir / "summary.json").is_file():
         raise RuntimeError(f"{algorithm} on {clients} clients failed; see {work / 'flwr.log'}")
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    row = timing(algorithm, clients, fraction, rows, watch)
+    row |= {k: summary.get(k) for k in ("partition_map", "partition_map_seconds", "data_seconds")}
+    row["warm_fraction"] = None if algorithm == "fedavg" else warm_fraction(rows)
+    return row, rows
+
+
+def timing(algorithm: str, clients: int, fraction: float, rows: list[dict], watch: Watch) -> dict:
+    """The row's memory and time columns, the same for fedzda's runs and the floor's."""
     seconds = [r["round_seconds"] for r in rows]
     first = watch.first_row if watch.first_row is not None else float("nan")
     return {
@@ -154,28 +174,66 @@ def run_one(
         "peak_rss_gb": round(watch.peak / 2**30, 3),
         "seconds_per_round": round(sum(seconds[:-1]) / max(len(seconds) - 1, 1), 2),
         "seconds_to_first_round": round(first - seconds[0], 1),
-        "warm_fraction": None if algorithm == "fedavg" else warm_fraction(rows),
-    }, rows
+        "partition_map": None,
+        "partition_map_seconds": None,
+        "data_seconds": None,
+        "warm_fraction": None,
+    }
+
+
+def run_floor(clients: int, rounds: int, work: Path) -> dict:
+    """Flower's own floor: the trivial app on ``clients`` simulated SuperNodes, 10 messaged
+    per round, measured as :func:`run_one` measures fedzda."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    home, out = work / "home", work / "rounds.jsonl"
+    cmd = [str(BIN / "flwr"), "run", str(FLOOR_APP), "--stream",
+           "--federation-config", f"num-supernodes={clients} client-resources-num-cpus=1",
+           "--run-config", f"rounds={rounds} per-round=10 out='{out}'"]  # fmt: skip
+    watch = Watch(home, out)
+    home.mkdir()
+    env = flwr_env(home)
+    watch.start()
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=3000)  # fmt: skip
+    finally:
+        watch.done.set()
+        watch.join()
+        kill_tree(f"flower-superlink.*{re.escape(str(home))}/")
+    (work / "flwr.log").write_text(proc.stdout + proc.stderr)
+    rows = [json.loads(x) for x in out.read_text().splitlines()] if out.is_file() else []
+    if proc.returncode != 0 or len(rows) != rounds:
+        raise RuntimeError(f"the floor on {clients} nodes failed; see {work / 'flwr.log'}")
+    return timing("flower-floor", clients, min(1.0, 10 / clients), rows, watch)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--clients", default="10,100,1000")
+    ap.add_argument("--clients", default="100,1000,10000")
     ap.add_argument("--algorithms", default="fedavg,zda")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--floor", action="store_true", help="also Flower's floor at each size")
+    ap.add_argument("--extra", default="", help="run-config overrides for every fedzda row")
+    ap.add_argument("--append", action="store_true", help="add the rows to --out's rows")
     ap.add_argument("--out", type=Path, default=RESULTS / "scale.json")
     a = ap.parse_args()
     if a.rounds < 3:
         raise SystemExit("--rounds must be >= 3 (the warm fraction counts rounds 3 on)")
-    rows = []
+    rows = json.loads(a.out.read_text())["rows"] if a.append and a.out.is_file() else []
+    tag = "-" + re.sub(r"[^\w.=-]+", "_", a.extra) if a.extra else ""
     for clients in [int(c) for c in a.clients.split(",")]:
-        for algorithm in a.algorithms.split(","):
-            work = RESULTS / "work" / "scale" / f"{algorithm}-{clients}"
-            row, _ = run_one(algorithm, clients, a.rounds, work)
+        runs = [x for x in a.algorithms.split(",") if x] + (["flower-floor"] if a.floor else [])
+        for algorithm in runs:
+            work = RESULTS / "work" / "scale" / f"{algorithm}-{clients}{tag}"
+            if algorithm == "flower-floor":
+                row = run_floor(clients, a.rounds, work)
+            else:
+                row, _ = run_one(algorithm, clients, a.rounds, work, a.extra)
+            row["extra"] = a.extra
             print(json.dumps(row), flush=True)
             rows.append(row)
-    assert all(tuple(r) == KEYS for r in rows)
-    a.out.write_text(json.dumps({"rows": rows}, indent=1))
+            a.out.write_text(json.dumps({"rows": rows}, indent=1))  # each row at once
     print(f"wrote {a.out}")
 
 

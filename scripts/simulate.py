@@ -89,6 +89,15 @@ def flwr_command(
         f"num-supernodes={num_supernodes} client-resources-num-cpus={sim.client_cpus} "
         f"client-resources-num-gpus={sim.gpus(torch.cuda.is_available())}"
     )
+    cmd = [str(BIN / "flwr"), "run", ".", "--stream",
+           "--federation-config", federation,
+           "--run-config", str(run_config)]  # fmt: skip
+    return cmd, flwr_env(home)
+
+
+def flwr_env(home: Path) -> dict[str, str]:
+    """The environment of a `flwr` command on a private local SuperLink: its own Flower home
+    and free ports, no run-time `uv sync` of app dependencies, this venv's `flwr` first."""
     env = dict(os.environ)
     env.update(
         {
@@ -99,10 +108,7 @@ def flwr_command(
             "PATH": f"{BIN}:{env.get('PATH', '')}",
         }
     )
-    cmd = [str(BIN / "flwr"), "run", ".", "--stream",
-           "--federation-config", federation,
-           "--run-config", str(run_config)]  # fmt: skip
-    return cmd, env
+    return env
 
 
 def run_status(env: dict[str, str]) -> str | None:

@@ -1,8 +1,12 @@
 """The federation's SuperNodes and the round loop over the strategy.
 
-:func:`discover_federation` asks every connected SuperNode which partition it holds (a
-``query`` message), so the number of clients is typed once, in the federation
-(``num-supernodes`` / each node's ``num-partitions``). Flower's ``Strategy.start`` always
+:func:`partition_map` says which partition each SuperNode trains, as ``server.partition_map``
+chooses: :func:`discover_federation` asks every connected SuperNode which partition it holds
+(a ``query`` message each; deployment, where a SuperNode owns its data), and
+:func:`assign_partitions` assigns them without a message (simulation, where every virtual
+SuperNode can load every partition: start-up then costs the same at 10 or 10,000 nodes).
+Either way the number of clients is typed once, in the federation (``num-supernodes`` /
+each node's ``num-partitions``). Flower's ``Strategy.start`` always
 begins at round 1; :func:`run_rounds` takes a start round so a run can resume, and hands
 every round's results to one callback as values.
 """
@@ -19,6 +23,7 @@ from flwr.app.message_type import MessageType
 from flwr.serverapp import Grid
 from flwr.supercore import log
 
+from fedcore.experiment import ServerConfig
 from fedcore.protocol import decode_partition
 from strategies import AlgorithmStrategy, EvalResult, FederationError, TrainResult
 
@@ -82,6 +87,43 @@ def discover_federation(grid: Grid, timeout: float, poll: float = 1.0) -> dict[i
             )
         log(INFO, "Waiting for SuperNodes: %d of %s connected", len(parts), expected or "?")
         time.sleep(poll)
+
+
+def in_simulation(grid: Grid) -> bool:
+    """Whether this ServerApp runs under Flower's simulation engine (its in-memory grid)."""
+    try:
+        from flwr.superlink.grid import InMemoryGrid
+    except ImportError:  # a Flower without it: treat as deployment
+        return False
+    return isinstance(grid, InMemoryGrid)
+
+
+def assign_partitions(grid: Grid, timeout: float, poll: float = 1.0) -> dict[int, int]:
+    """``node_id -> partition-id`` without a message: the i-th connected SuperNode (by node
+    id) trains partition i, of as many partitions as nodes. Only where every SuperNode can
+    load every partition (Flower's simulation registers all its nodes before the ServerApp
+    starts; the train and evaluate messages then name each node's partition)."""
+    deadline = time.monotonic() + timeout
+    while not (nodes := sorted(grid.get_node_ids())):
+        if time.monotonic() > deadline:
+            raise FederationError(
+                f"no SuperNode connected within {timeout:.0f}s (server.connect_timeout)"
+            )
+        time.sleep(poll)
+    return {node: i for i, node in enumerate(nodes)}
+
+
+def partition_map(grid: Grid, server: ServerConfig) -> tuple[dict[int, int], bool]:
+    """``node_id -> partition-id`` as ``server.partition_map`` says, and whether the
+    partitions were assigned (then every message must name its node's partition).
+    ``auto`` assigns under simulation without secure aggregation and queries otherwise."""
+    mode = server.partition_map
+    if mode == "auto":
+        assign = in_simulation(grid) and not server.secure_aggregation
+        mode = "assign" if assign else "query"
+    if mode == "assign":
+        return assign_partitions(grid, server.connect_timeout), True
+    return discover_federation(grid, server.connect_timeout), False
 
 
 def run_rounds(
