@@ -42,14 +42,10 @@ import time
 from pathlib import Path
 
 from benchmarks.yardstick import RESULTS, ROOT
+from fedcore.config import load_config
 from scripts.proctree import kill_tree
-from scripts.simulate import BIN, flwr_env, simulate
+from scripts.simulate import BIN, federation_config, flwr_env, run_status, simulate
 
-KEYS = (
-    "algorithm", "clients", "fraction_train", "rounds", "peak_rss_gb", "seconds_per_round",
-    "seconds_to_first_round", "partition_map", "partition_map_seconds", "data_seconds",
-    "warm_fraction",
-)  # fmt: skip
 FLOOR_APP = ROOT / "benchmarks" / "floor_app"
 BASE = (
     "partition.alpha=0.3 partition.self_balancing=true partition.min_partition_size=5 "
@@ -187,9 +183,10 @@ def run_floor(clients: int, rounds: int, work: Path) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     home, out = work / "home", work / "rounds.jsonl"
+    federation = federation_config(clients, load_config().simulation)  # as fedzda's rows
     cmd = [str(BIN / "flwr"), "run", str(FLOOR_APP), "--stream",
-           "--federation-config", f"num-supernodes={clients} client-resources-num-cpus=1",
-           "--run-config", f"rounds={rounds} per-round=10 out='{out}'"]  # fmt: skip
+           "--federation-config", federation,
+           "--run-config", f"rounds={rounds} per-round=10 nodes={clients} out='{out}'"]  # fmt: skip
     watch = Watch(home, out)
     home.mkdir()
     env = flwr_env(home)
@@ -197,13 +194,14 @@ def run_floor(clients: int, rounds: int, work: Path) -> dict:
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=3000)  # fmt: skip
+        status = run_status(env) if proc.returncode == 0 else None
     finally:
         watch.done.set()
         watch.join()
         kill_tree(f"flower-superlink.*{re.escape(str(home))}/")
     (work / "flwr.log").write_text(proc.stdout + proc.stderr)
     rows = [json.loads(x) for x in out.read_text().splitlines()] if out.is_file() else []
-    if proc.returncode != 0 or len(rows) != rounds:
+    if status != "finished:completed" or len(rows) != rounds:
         raise RuntimeError(f"the floor on {clients} nodes failed; see {work / 'flwr.log'}")
     return timing("flower-floor", clients, min(1.0, 10 / clients), rows, watch)
 
@@ -230,7 +228,7 @@ def main() -> None:
                 row = run_floor(clients, a.rounds, work)
             else:
                 row, _ = run_one(algorithm, clients, a.rounds, work, a.extra)
-            row["extra"] = a.extra
+            row["extra"] = "" if algorithm == "flower-floor" else a.extra
             print(json.dumps(row), flush=True)
             rows.append(row)
             a.out.write_text(json.dumps({"rows": rows}, indent=1))  # each row at once

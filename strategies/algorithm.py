@@ -218,8 +218,11 @@ class AlgorithmStrategy(FedAvg):
                 if msg.has_error()
                 else decode_eval_reply(msg.content, self.max_examples)
             )
+            node = msg.metadata.src_node_id
+            if not isinstance(reply, str) and reply.partition_id != self.partitions.get(node):
+                reply = f"partition-id {reply.partition_id} is not this node's partition"
             if isinstance(reply, str):
-                self._refuse(msg.metadata.src_node_id, "evaluate", reply)
+                self._refuse(node, "evaluate", reply)
             else:
                 valid.append(reply)
         if not valid:

@@ -19,7 +19,7 @@ from fedcore.protocol import (
 from fedcore.round import build_server
 from fedcore.sampling import Rounds, Sampling
 from server_app.rounds import assign_partitions, partition_map
-from strategies import AlgorithmStrategy
+from strategies import AlgorithmStrategy, FederationError
 
 NODES = [907, 13, 4242, 58]  # node ids, not in partition order
 
@@ -63,12 +63,33 @@ class Reply:
         return False
 
 
-def test_assign_sends_no_message_and_maps_nodes_in_id_order():
+def test_assign_asks_one_node_and_maps_nodes_in_id_order():
     grid = Grid()
     nodes, assigned = partition_map(grid, ServerConfig(partition_map="assign"))
-    assert assigned and grid.asked == []
+    assert assigned and grid.asked == [13]  # one query, whatever the federation's size
     assert nodes == {13: 0, 58: 1, 907: 2, 4242: 3}
-    assert assign_partitions(grid, 1.0) == nodes
+
+
+class Joining(Grid):
+    """Nodes still registering: the first listings show only some of them."""
+
+    def __init__(self, listings: list[list[int]]) -> None:
+        super().__init__()
+        self.listings = listings
+
+    def get_node_ids(self):
+        return self.listings.pop(0) if len(self.listings) > 1 else self.listings[0]
+
+
+def test_assign_waits_for_the_whole_federation():
+    grid = Joining([[907], [907, 13], NODES])
+    assert assign_partitions(grid, 5.0, poll=0.01) == {13: 0, 58: 1, 907: 2, 4242: 3}
+
+
+def test_assign_refuses_more_nodes_than_partitions():
+    grid = Joining([[*NODES, 77]])
+    with pytest.raises(FederationError, match="5 SuperNodes are connected"):
+        assign_partitions(grid, 1.0, poll=0.01)
 
 
 def test_auto_queries_outside_simulation():
