@@ -14,6 +14,9 @@ Fashion-MNIST, Dirichlet α=0.3 (self-balancing, at least 5 samples per client, 
   `flwr run` CLI, the local SuperLink, the simulation/ServerApp process, Ray and its
   ClientApp actors), sampled every 0.5 s, as proportional set size (a page shared by k
   processes counts 1/k in each), so the sum is the run's own footprint;
+- ``peak_gb_by_role``: that peak split into the ServerApp's process (``serverapp``, with
+  the simulation's Ray driver), the ClientApp actors, Flower's SuperLink/SuperExec/CLI and
+  the rest of Ray;
 - ``seconds_per_round``: mean round time over rounds 1..R-1 (round R also scores every
   client of the federation, which grows with its size by design); round 1 includes each
   Ray actor's first load of the data and partitioning;
@@ -77,9 +80,22 @@ def _processes() -> dict[int, tuple[int, int, str]]:
     return out
 
 
-def run_rss(root: int, marker: str) -> int:
+ROLES = (  # (role, a command-line fragment), first match wins; the rest is "ray"
+    ("serverapp", "flwr-simulation"),
+    ("clientapps", "ClientAppActor"),
+    ("flower", "flower-super"),
+    ("flower", "flwr "),
+)
+
+
+def role(cmd: str) -> str:
+    """Which part of a run a process is (for the memory breakdown)."""
+    return next((r for r, frag in ROLES if frag in cmd), "ray")
+
+
+def run_rss(root: int, marker: str) -> tuple[int, dict[str, int]]:
     """Memory of ``root``, every process whose command line holds ``marker`` (the run's
-    Flower home), and all their descendants (see ``_processes``)."""
+    Flower home), and all their descendants (see ``_processes``), in all and by role."""
     procs = _processes()
     children: dict[int, list[int]] = {}
     for pid, (ppid, _, _) in procs.items():
@@ -92,7 +108,10 @@ def run_rss(root: int, marker: str) -> int:
             continue
         seen.add(pid)
         todo += children.get(pid, [])
-    return sum(procs[p][1] for p in seen)
+    parts: dict[str, int] = {}
+    for p in seen - {root}:
+        parts[role(procs[p][2])] = parts.get(role(procs[p][2]), 0) + procs[p][1]
+    return sum(parts.values()), parts
 
 
 class Watch(threading.Thread):
@@ -103,13 +122,16 @@ class Watch(threading.Thread):
         self.home, self.metrics = home, metrics
         self.t0 = time.perf_counter()
         self.peak = 0
+        self.parts: dict[str, int] = {}  # the peak's memory by role
         self.first_row: float | None = None
         self.done = threading.Event()
 
     def run(self) -> None:
         me = os.getpid()
         while not self.done.wait(0.5):
-            self.peak = max(self.peak, run_rss(me, str(self.home)) - _pss(Path("/proc/self")))
+            total, parts = run_rss(me, str(self.home))
+            if total > self.peak:
+                self.peak, self.parts = total, parts
             if self.first_row is None and self.metrics.is_file() and self.metrics.stat().st_size:
                 self.first_row = time.perf_counter() - self.t0
 
@@ -168,6 +190,7 @@ def timing(algorithm: str, clients: int, fraction: float, rows: list[dict], watc
         "fraction_train": fraction,
         "rounds": len(rows),
         "peak_rss_gb": round(watch.peak / 2**30, 3),
+        "peak_gb_by_role": {k: round(v / 2**30, 3) for k, v in sorted(watch.parts.items())},
         "seconds_per_round": round(sum(seconds[:-1]) / max(len(seconds) - 1, 1), 2),
         "seconds_to_first_round": round(first - seconds[0], 1),
         "partition_map": None,
