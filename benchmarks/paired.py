@@ -9,7 +9,12 @@ next start. A FedAvg or ZDA cell of the FMNIST-100 yardstick (``cells100/``) is 
 when the pick is that method's default (the same run-config): it says so in ``reused_from``.
 
     .venv/bin/python -m benchmarks.paired [--cell fedlc-dir0.1-s0] [--list]
+    .venv/bin/python -m benchmarks.paired --timing fedavg,fedlc,zda+fedlc  # back to back
     .venv/bin/python -m benchmarks.paired --report
+
+Wall time to accuracy is a cell's rounds to the best baseline's accuracy times the method's
+seconds per round from ``--timing``: the methods run one after the other in one invocation
+(Dirichlet 0.1, seed 0, 10 rounds each, cold rounds included), so that their times compare.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ BASELINES = ("fedavg", "fedprox", "scaffold", "qfedavg", "fedlc")
 METHODS = (*BASELINES, "zdas", "zda", "zda+fedlc")
 RECOMMENDED = "zda+fedlc"
 OUT = RESULTS / "paired"
+TIMING = RESULTS / "paired_timing.json"
 REUSE = RESULTS / FMNIST100.cell_dir
 FMNIST100_METHODS = ("fedavg", "zda")  # the yardstick's cells that may be taken over
 
@@ -67,6 +73,29 @@ def cells() -> list[tuple[str, str, int]]:
     return [(m, p, s) for p in PARTITIONS for s in SEEDS for m in METHODS]
 
 
+def yard_for(method: str):
+    """The FMNIST-100 yardstick with ``method``'s tuned pick added to its settings."""
+    extra = f"{FMNIST100.method_overrides} {setting(method)}".strip()
+    return dataclasses.replace(FMNIST100, method_overrides=extra)
+
+
+def timing(methods: list[str], rounds: int) -> dict:
+    """Seconds per round of ``methods`` run back to back on Dirichlet 0.1, seed 0."""
+    out: dict = {"partition": "dir0.1", "seed": 0, "rounds": rounds, "methods": {}}
+    for m in methods:
+        work = RESULTS / "work" / "paired" / f"timing-{m}"
+        work.mkdir(parents=True, exist_ok=True)
+        row = run_federated(yard_for(m), m, "dir0.1", 0, rounds, False, work)
+        out["methods"][m] = {
+            "setting": setting(m),
+            "seconds_per_round": row["seconds_per_round"],
+            "round_seconds": row["round_seconds"],
+        }
+        print(f"timing {m}: {row['seconds_per_round']:.2f} s/round", flush=True)
+    out["code"] = code_version()
+    return out
+
+
 def run(method: str, partition: str, seed: int) -> dict:
     """One cell: reused from the yardstick when its run-config is the same, else run."""
     override = setting(method)
@@ -75,21 +104,20 @@ def run(method: str, partition: str, seed: int) -> dict:
         row = json.loads(old.read_text())
         row["reused_from"] = str(old.relative_to(RESULTS))
     else:
-        yard = dataclasses.replace(
-            FMNIST100, method_overrides=f"{FMNIST100.method_overrides} {override}".strip()
-        )
         work = RESULTS / "work" / "paired" / cell_name(method, partition, seed)
         work.mkdir(parents=True, exist_ok=True)
-        row = run_federated(yard, method, partition, seed, ROUNDS, False, work)
+        row = run_federated(yard_for(method), method, partition, seed, ROUNDS, False, work)
         row["code"] = code_version()
     row["setting"] = override
     row["command"] = FMNIST100.overrides(method, partition, seed, ROUNDS) + f" {override}"
     return row
 
 
-def summary(rows: list[dict]) -> dict:
+def summary(rows: list[dict], times: dict | None = None) -> dict:
     """Per partition and method: last-10 accuracy, client std, worst-10 % (mean and std over
-    seeds), the paired difference to the best baseline per seed, rounds to its accuracy."""
+    seeds), the paired difference to the best baseline per seed, rounds (and with ``times``,
+    the timing pair's seconds) to its accuracy."""
+    per_round = {m: t["seconds_per_round"] for m, t in (times or {}).get("methods", {}).items()}
     out: dict[str, dict] = {}
     for part in PARTITIONS:
         by = {(r["algorithm"], r["seed"]): r for r in rows if r["partition"] == part}
@@ -123,6 +151,9 @@ def summary(rows: list[dict]) -> dict:
                 "seconds_per_round": [float(r["seconds_per_round"]) for r in mine],
                 "diff_to_best": paired,
                 "rounds_to_best": reach,
+                "seconds_to_best": {
+                    s: r * per_round[m] if r and m in per_round else None for s, r in reach.items()
+                },
                 "reused": [r["seed"] for r in mine if r.get("reused_from")],
             }
         out[part] = {"best_baseline": best, "methods": table}
@@ -134,8 +165,8 @@ def _ms(v: list[float], pct: bool = True) -> str:
     return f"{np.mean(v) * k:.1f} ± {np.std(v) * k:.1f}" if len(v) > 1 else f"{v[0] * k:.1f}"
 
 
-def markdown(summ: dict) -> str:
-    """The comparison as tables, one per partition (accuracies in %)."""
+def markdown(summ: dict, times: dict | None = None) -> str:
+    """The comparison as tables, one per partition (accuracies in %), and the timing pair."""
     lines = [
         f"# Paired comparison (FMNIST-100, {ROUNDS} rounds, seeds {', '.join(map(str, SEEDS))})",
         "",
@@ -144,25 +175,37 @@ def markdown(summ: dict) -> str:
         "mean ± std over the seeds run. Δ: the paired difference in last-10 accuracy to the",
         "best baseline (the baseline with the highest mean last 10), per seed. Rounds: the",
         "first round reaching the best baseline's last-10 accuracy of that seed (– never).",
-        "s/round from the cells themselves (other work may have overlapped some cells).",
+        "Seconds: rounds × the method's s/round from the back-to-back timing run (below);",
+        "s/round: the cells' own (other work may have overlapped some cells).",
         "Generated by `python -m benchmarks.paired --report`.",
     ]
     for part, s in summ.items():
         lines += ["", f"## {part} (best baseline: {s['best_baseline'] or '–'})", ""]
         lines += [
             "| method | setting | seeds | last 10 | Δ per seed | client std | worst-10 % "
-            "| rounds | s/round |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| rounds | seconds | s/round |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for m, t in s["methods"].items():
             d = " / ".join(f"{v * 100:+.1f}" for v in t["diff_to_best"].values()) or "–"
             rr = " / ".join(str(v) if v else "–" for v in t["rounds_to_best"].values()) or "–"
+            ws = " / ".join(f"{v:.0f}" if v else "–" for v in t["seconds_to_best"].values())
             reused = f" ({len(t['reused'])} reused)" if t["reused"] else ""
             lines.append(
                 f"| {m} | {t['setting'] or 'default'} | {len(t['seeds'])}{reused} "
                 f"| {_ms(t['last10'])} | {d} | {_ms(t['client_std'])} | {_ms(t['worst10'])} "
-                f"| {rr} | {_ms(t['seconds_per_round'], False)} |"
+                f"| {rr} | {ws or '–'} | {_ms(t['seconds_per_round'], False)} |"
             )
+    if times:
+        m = times["methods"]
+        ref = m.get("fedavg", {}).get("seconds_per_round")
+        lines += ["", f"## Timing ({times['partition']}, seed {times['seed']}, "
+                  f"{times['rounds']} rounds each, back to back, cold rounds included)", "",
+                  "| method | setting | s/round | × FedAvg |", "|---|---|---|---|"]  # fmt: skip
+        for name, t in m.items():
+            ratio = f"{t['seconds_per_round'] / ref:.2f}" if ref else "–"
+            lines.append(f"| {name} | {t['setting'] or 'default'} "
+                         f"| {t['seconds_per_round']:.2f} | {ratio} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -171,8 +214,13 @@ def main() -> None:
     ap.add_argument("--cell", default="", help="one cell by name, e.g. fedlc-dir0.1-s0")
     ap.add_argument("--list", action="store_true", help="print the cells' names and stop")
     ap.add_argument("--report", action="store_true", help="only rebuild the report")
+    ap.add_argument("--timing", default="", help="time these methods back to back, e.g. "
+                    "fedavg,fedlc,zda+fedlc (writes paired_timing.json)")  # fmt: skip
+    ap.add_argument("--timing-rounds", type=int, default=10)
     a = ap.parse_args()
-    todo = [c for c in cells() if not a.cell or cell_name(*c) == a.cell]
+    if a.timing:
+        TIMING.write_text(json.dumps(timing(a.timing.split(","), a.timing_rounds), indent=2))
+    todo = [] if a.timing else [c for c in cells() if not a.cell or cell_name(*c) == a.cell]
     if a.cell and not todo:
         ap.error(f"no cell {a.cell!r}; see --list")
     if a.list:
@@ -190,9 +238,10 @@ def main() -> None:
     rows = [
         json.loads(p.read_text()) for c in cells() if (p := OUT / f"{cell_name(*c)}.json").is_file()
     ]
-    summ = summary(rows)
-    (RESULTS / "paired.json").write_text(json.dumps(summ, indent=2))
-    (RESULTS / "paired.md").write_text(markdown(summ))
+    times = json.loads(TIMING.read_text()) if TIMING.is_file() else None
+    summ = summary(rows, times)
+    (RESULTS / "paired.json").write_text(json.dumps(summ | {"timing": times}, indent=2))
+    (RESULTS / "paired.md").write_text(markdown(summ, times))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """The ClientApp: local training with whatever the train message asks for, evaluation on
 this client's own test set, and a query that says which partition this SuperNode holds.
+A message may name the partition to use instead (the server's ``server.partition_map``:
+under simulation every virtual SuperNode can load every partition).
 
 A thin adapter: the algorithms' client hooks (:func:`fedcore.algorithms.client_hooks`) are
 chosen from the message, not from this node's copy of the run config; their persistent
@@ -26,6 +28,7 @@ from fedcore.models import build_model, get_device
 from fedcore.protocol import (
     ARRAYS,
     EvalReply,
+    assigned_partition,
     decode_train_request,
     encode_eval_reply,
     encode_partition,
@@ -40,9 +43,10 @@ from fedcore.training import evaluate
 app = ClientApp(mods=[secure_aggregation_mod])  # passes every non-SecAgg+ message through
 
 
-def _setup(context: Context) -> tuple[ExperimentConfig, int, Federation]:
-    """This run's config on this federation, this node's partition, and the data."""
-    pid, n = node_partition(context.node_config)
+def _setup(msg: Message, context: Context) -> tuple[ExperimentConfig, int, Federation]:
+    """This run's config on this federation, the partition to use (the one the message
+    assigns, else this node's own), and the data."""
+    pid, n = assigned_partition(msg.content) or node_partition(context.node_config)
     cfg = experiment_config(context.run_config).with_clients(n)
     return cfg, pid, build_federation(cfg)
 
@@ -74,7 +78,7 @@ def record_node(partition_id: int, server_round: int) -> None:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the received global model on the local partition and send it back."""
-    cfg, pid, fed = _setup(context)
+    cfg, pid, fed = _setup(msg, context)
     req = decode_train_request(msg.content)
     if pid == cfg.faults.hang_partition:  # fault injection (tests): provably no reply
         log(INFO, "fedzda: partition %d hangs in round %d (faults.hang_partition)", pid,
@@ -97,7 +101,7 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate_local(msg: Message, context: Context) -> Message:
     """Evaluate the received global model on this client's own test set."""
-    cfg, pid, fed = _setup(context)
+    cfg, pid, fed = _setup(msg, context)
     model = _model(cfg, fed, record_to_state(msg.content[ARRAYS]))
     _, testset = fed.client_datasets(pid)
     ev = evaluate(model, testset, device=get_device())

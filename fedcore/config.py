@@ -52,6 +52,9 @@ def parse_overrides(text: str) -> dict[str, Any]:
         raise ConfigError(f"override {e}") from e
 
 
+PARTITION_MAPS = ("auto", "query", "assign")
+
+
 def load_config(
     experiment: str | Path | None = None,
     overrides: str | dict[str, Any] = "",
@@ -168,6 +171,15 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
         f"server.final_evaluate: must be >= 0 (0: every client), got {s.final_evaluate}",
     )
     need(cfg.server.connect_timeout > 0, "server.connect_timeout: must be > 0 seconds")
+    need(
+        s.partition_map in PARTITION_MAPS,
+        f"server.partition_map: {s.partition_map!r} is not one of {PARTITION_MAPS}",
+    )
+    need(
+        not (s.partition_map == "assign" and s.secure_aggregation),
+        "server.partition_map: 'assign' cannot be used under server.secure_aggregation "
+        "(SecAgg+ trains each node's own partition); use 'auto' or 'query'",
+    )
     if errors:
         raise ConfigError.listing(errors)
     return cfg

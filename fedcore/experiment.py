@@ -80,6 +80,7 @@ class ServerConfig:
     secure_aggregation: bool = False  # SecAgg+ (fedavg, fedprox, fedlc, zdac): docs/deployment.md
     final_evaluate: int = 1000  # the last round evaluates all clients, or this many (0: all)
     connect_timeout: float = 300.0  # seconds to wait for all SuperNodes to connect
+    partition_map: str = "auto"  # query | assign | auto (assign under simulation): docs/running.md
 
 
 @dataclass(frozen=True)

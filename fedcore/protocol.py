@@ -36,7 +36,8 @@ SHARE_LABEL_COUNTS = "zdas.share_label_counts"  # ZDAS asks clients for their la
 # ArrayRecords (server -> client, client -> server)
 SCAFFOLD_C, SCAFFOLD_DC = "scaffold-c", "scaffold-dc"
 ZDAC_BANK = "zdac-bank"  # synthetic samples the server inverted from the global model
-# MetricRecord keys (client -> server)
+# MetricRecord keys (client -> server); the last two also in a message's ConfigRecord when
+# the server assigns each node its partition (server.partition_map)
 NUM_EXAMPLES, PARTITION_ID, NUM_PARTITIONS = "num-examples", "partition-id", "num-partitions"
 LABEL_COUNTS = "label-counts"
 QFFL_LOSS = "qffl-loss"  # q-FedAvg: the received model's loss on the client's own data
@@ -207,6 +208,21 @@ def node_partition(node_config: dict[str, Any]) -> tuple[int, int]:
             "--node-config 'partition-id=<i> num-partitions=<n>'"
         )
     return int(node_config[PARTITION_ID]), int(node_config[NUM_PARTITIONS])
+
+
+def assigned_partition(content: RecordDict) -> tuple[int, int] | None:
+    """``(partition-id, num-partitions)`` a message assigns to its node (the server's
+    ``server.partition_map = assign``), else None: the node trains its own partition.
+    Raises ValueError for an assignment outside ``0 .. num-partitions - 1``."""
+    if CONFIG not in content.config_records:
+        return None
+    config = content.config_records[CONFIG]
+    if PARTITION_ID not in config:
+        return None
+    pid, n = int(number(config[PARTITION_ID])), int(number(config[NUM_PARTITIONS]))
+    if not 0 <= pid < n:
+        raise ValueError(f"assigned partition-id {pid} is not in 0..{n - 1}")
+    return pid, n
 
 
 def encode_partition(partition_id: int, num_partitions: int) -> RecordDict:

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from fedcore.config import ConfigError
+from fedcore.experiment import SimulationConfig
 from fedcore.runconfig import run_config_file
 from scripts.proctree import kill_tree
 
@@ -84,11 +85,24 @@ def flwr_command(
     run_config = home / "run-config.toml"
     text, cfg = run_config_file(experiment, overrides, ROOT)
     run_config.write_text(text)
-    sim = cfg.simulation
-    federation = (
+    federation = federation_config(num_supernodes, cfg.simulation)
+    cmd = [str(BIN / "flwr"), "run", ".", "--stream",
+           "--federation-config", federation,
+           "--run-config", str(run_config)]  # fmt: skip
+    return cmd, flwr_env(home)
+
+
+def federation_config(num_supernodes: int, sim: SimulationConfig) -> str:
+    """``--federation-config`` of a local simulation: the nodes and each ClientApp's share."""
+    return (
         f"num-supernodes={num_supernodes} client-resources-num-cpus={sim.client_cpus} "
         f"client-resources-num-gpus={sim.gpus(torch.cuda.is_available())}"
     )
+
+
+def flwr_env(home: Path) -> dict[str, str]:
+    """The environment of a `flwr` command on a private local SuperLink: its own Flower home
+    and free ports, no run-time `uv sync` of app dependencies, this venv's `flwr` first."""
     env = dict(os.environ)
     env.update(
         {
@@ -99,10 +113,7 @@ def flwr_command(
             "PATH": f"{BIN}:{env.get('PATH', '')}",
         }
     )
-    cmd = [str(BIN / "flwr"), "run", ".", "--stream",
-           "--federation-config", federation,
-           "--run-config", str(run_config)]  # fmt: skip
-    return cmd, env
+    return env
 
 
 def run_status(env: dict[str, str]) -> str | None:

@@ -20,7 +20,7 @@ from fedcore.rundir import RunDir
 from fedcore.sampling import Rounds, Sampling
 from fedcore.training import evaluate
 from server_app.checkpoint import load_checkpoint, save_checkpoint
-from server_app.rounds import RoundOutcome, discover_federation, run_rounds
+from server_app.rounds import RoundOutcome, partition_map, run_rounds
 from server_app.secure import run_secure_rounds
 from strategies import AlgorithmStrategy, TrainResult
 
@@ -31,9 +31,12 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     """Run (or resume) one federated experiment as configured by the run config."""
     base = experiment_config(context.run_config)  # validated once, before anything else
-    nodes = discover_federation(grid, base.server.connect_timeout)
+    t0 = time.perf_counter()
+    nodes, assigned = partition_map(grid, base.server)
+    t1 = time.perf_counter()
     cfg = base.with_clients(len(nodes))
     fed = build_federation(cfg)  # impossible partitions fail here, before round 1
+    startup = {"partition_map_seconds": t1 - t0, "data_seconds": time.perf_counter() - t1}
     spec = fed.train.spec
     device = get_device()
     model, algorithm = build_server(cfg, spec, device)
@@ -46,7 +49,7 @@ def main(grid: Grid, context: Context) -> None:
         cfg.seed,
         s.final_evaluate,
     )
-    strategy = AlgorithmStrategy(algorithm, nodes, rounds, max_examples=len(fed.train))
+    strategy = AlgorithmStrategy(algorithm, nodes, rounds, len(fed.train), assigned)
     start_round = 1
     if cfg.resume:
         run = RunDir(cfg, existing=cfg.resume)
@@ -138,6 +141,8 @@ def main(grid: Grid, context: Context) -> None:
         {
             "rounds": cfg.rounds,
             "resumed_at": start_round if cfg.resume else None,
+            "partition_map": "assign" if assigned else "query",
+            **startup,
             "seconds": total,
             "seconds_per_round": total / max(done, 1),
             "final": run.rows[-1] if run.rows else None,

@@ -23,7 +23,7 @@ CHECKPOINT = "checkpoint.pt"
 RESUMABLE_CHANGES = (
     "resume", "rounds", "faults", "output", "simulation",
     "server.round_timeout", "server.connect_timeout", "server.fraction_evaluate",
-    "server.min_evaluate_nodes", "server.evaluate_every",
+    "server.min_evaluate_nodes", "server.evaluate_every", "server.partition_map",
 )  # fmt: skip
 
 

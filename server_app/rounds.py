@@ -1,8 +1,13 @@
 """The federation's SuperNodes and the round loop over the strategy.
 
-:func:`discover_federation` asks every connected SuperNode which partition it holds (a
-``query`` message), so the number of clients is typed once, in the federation
-(``num-supernodes`` / each node's ``num-partitions``). Flower's ``Strategy.start`` always
+:func:`partition_map` says which partition each SuperNode trains, as ``server.partition_map``
+chooses: :func:`discover_federation` asks every connected SuperNode which partition it holds
+(a ``query`` message each; deployment, where a SuperNode owns its data), and
+:func:`assign_partitions` asks one node the federation's size and assigns the rest
+(simulation, where every virtual SuperNode can load every partition: start-up then costs
+the same at 10 or 10,000 nodes).
+Either way the number of clients is typed once, in the federation (``num-supernodes`` /
+each node's ``num-partitions``). Flower's ``Strategy.start`` always
 begins at round 1; :func:`run_rounds` takes a start round so a run can resume, and hands
 every round's results to one callback as values.
 """
@@ -12,13 +17,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from logging import INFO
+from logging import INFO, WARNING
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.app.message_type import MessageType
 from flwr.serverapp import Grid
 from flwr.supercore import log
 
+from fedcore.experiment import ServerConfig
 from fedcore.protocol import decode_partition
 from strategies import AlgorithmStrategy, EvalResult, FederationError, TrainResult
 
@@ -82,6 +88,62 @@ def discover_federation(grid: Grid, timeout: float, poll: float = 1.0) -> dict[i
             )
         log(INFO, "Waiting for SuperNodes: %d of %s connected", len(parts), expected or "?")
         time.sleep(poll)
+
+
+def in_simulation(grid: Grid) -> bool:
+    """Whether this ServerApp runs under Flower's simulation engine (its in-memory grid)."""
+    try:
+        from flwr.superlink.grid import InMemoryGrid
+    except ImportError:  # a Flower without it: treat as deployment
+        return False
+    return isinstance(grid, InMemoryGrid)
+
+
+def assign_partitions(grid: Grid, timeout: float, poll: float = 0.5) -> dict[int, int]:
+    """``node_id -> partition-id`` at a cost that does not grow with the federation: one
+    SuperNode is asked the federation's size N, then, once N are connected, the i-th by node
+    id trains partition i (the train and evaluate messages name it). Only where every
+    SuperNode can load every partition (Flower's simulation); fails clearly when more than N
+    connect or not all N within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    expected: int | None = None
+    while True:
+        nodes = sorted(grid.get_node_ids())
+        if nodes and expected is None:
+            ask = Message(RecordDict(), dst_node_id=nodes[0], message_type=MessageType.QUERY)
+            for reply in grid.send_and_receive([ask], timeout=timeout):
+                if reply.has_error():
+                    raise FederationError(f"a SuperNode cannot join: {reply.error.reason}")
+                expected = decode_partition(reply.content)[1]
+        if expected is not None and len(nodes) > expected:
+            raise FederationError(
+                f"{len(nodes)} SuperNodes are connected but they report num-partitions="
+                f"{expected}; start one SuperNode per partition"
+            )
+        if expected is not None and len(nodes) == expected:
+            return {node: i for i, node in enumerate(nodes)}
+        if time.monotonic() > deadline:
+            raise FederationError(
+                f"only {len(nodes)} of {expected or '?'} SuperNodes connected within "
+                f"{timeout:.0f}s (server.connect_timeout)"
+            )
+        time.sleep(poll)
+
+
+def partition_map(grid: Grid, server: ServerConfig) -> tuple[dict[int, int], bool]:
+    """``node_id -> partition-id`` as ``server.partition_map`` says, and whether the
+    partitions were assigned (then every message must name its node's partition).
+    ``auto`` assigns under simulation without secure aggregation and queries otherwise."""
+    mode = server.partition_map
+    if mode == "auto":
+        assign = in_simulation(grid) and not server.secure_aggregation
+        mode = "assign" if assign else "query"
+    if mode == "assign":
+        if not in_simulation(grid):
+            log(WARNING, "server.partition_map=assign outside simulation: each SuperNode "
+                "trains the partition the server names, not its --node-config one")  # fmt: skip
+        return assign_partitions(grid, server.connect_timeout), True
+    return discover_federation(grid, server.connect_timeout), False
 
 
 def run_rounds(

@@ -29,6 +29,8 @@ from flwr.supercore import log
 from fedcore.algorithms import Algorithm
 from fedcore.metrics import fairness_summary
 from fedcore.protocol import (
+    NUM_PARTITIONS,
+    PARTITION_ID,
     SERVER_ROUND,
     EvalReply,
     TrainReply,
@@ -79,17 +81,21 @@ class AlgorithmStrategy(FedAvg):
         training replies, or every sampled client's when that is 0.
     max_examples : int
         Largest believable ``num-examples`` in a reply.
+    assigned : bool
+        The server assigned the partitions (``server.partition_map``): every message names
+        its node's partition.
     """
 
     def __init__(
         self, algorithm: Algorithm, partitions: dict[int, int], rounds: Rounds,
-        max_examples: int = 10**9,
+        max_examples: int = 10**9, assigned: bool = False,
     ) -> None:  # fmt: skip
         super().__init__(fraction_train=rounds.train.fraction)
         self.algorithm = algorithm
         self.partitions = dict(partitions)
         self.rounds = rounds
         self.max_examples = max_examples
+        self.assigned = assigned
         self.global_state: dict[str, torch.Tensor] = {}
         self.required = 1
 
@@ -126,7 +132,7 @@ class AlgorithmStrategy(FedAvg):
         log(INFO, "configure_train: sampled partitions %s", sorted(chosen))
         content = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
         add_arrays(content, self.algorithm.train_arrays(server_round, self.global_state))
-        return self._construct_messages(content, list(chosen.values()), MessageType.TRAIN)
+        return self._messages(content, chosen, MessageType.TRAIN)
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -137,7 +143,20 @@ class AlgorithmStrategy(FedAvg):
         config[SERVER_ROUND] = server_round
         chosen = self.sample(grid, server_round, EVALUATE)
         content = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
-        return self._construct_messages(content, list(chosen.values()), MessageType.EVALUATE)
+        return self._messages(content, chosen, MessageType.EVALUATE)
+
+    def _messages(self, content: RecordDict, chosen: dict[int, int], kind: str) -> list[Message]:
+        """One message per chosen node; with assigned partitions each names its own."""
+        if not self.assigned:
+            return list(self._construct_messages(content, list(chosen.values()), kind))
+        out = []
+        for p, node in chosen.items():
+            own = RecordDict(dict(content.items()))  # the same records, but its own config
+            config = ConfigRecord(dict(content[self.configrecord_key]))
+            config[PARTITION_ID], config[NUM_PARTITIONS] = p, len(self.partitions)
+            own[self.configrecord_key] = config
+            out += self._construct_messages(own, [node], kind)
+        return out
 
     def partition_of(self, message: Message) -> int:
         """The partition of a message's destination node."""
@@ -199,8 +218,11 @@ class AlgorithmStrategy(FedAvg):
                 if msg.has_error()
                 else decode_eval_reply(msg.content, self.max_examples)
             )
+            node = msg.metadata.src_node_id
+            if not isinstance(reply, str) and reply.partition_id != self.partitions.get(node):
+                reply = f"partition-id {reply.partition_id} is not this node's partition"
             if isinstance(reply, str):
-                self._refuse(msg.metadata.src_node_id, "evaluate", reply)
+                self._refuse(node, "evaluate", reply)
             else:
                 valid.append(reply)
         if not valid:

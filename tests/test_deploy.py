@@ -26,6 +26,8 @@ def _check_run(run_dir: Path) -> None:
     assert len(rows[-1]["client_accuracies"]) == 3
     assert rows[-1]["global_accuracy"] > 0.4
     assert (run_dir / "model_final.pt").is_file() and (run_dir / "config.yaml").is_file()
+    # real SuperNodes own their partitions: the server asks each (server.partition_map=auto)
+    assert json.loads((run_dir / "summary.json").read_text())["partition_map"] == "query"
 
 
 def test_commands_default_to_tls_and_node_auth(tmp_path):

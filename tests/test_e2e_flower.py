@@ -44,6 +44,8 @@ def test_fedavg_simulation_writes_a_complete_run_directory(tmp_path):
         assert (run / name).is_file(), f"{name} missing from {run}"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [1, 2]
+    # under simulation the server assigns the partitions (no query message per node)
+    assert json.loads((run / "summary.json").read_text())["partition_map"] == "assign"
     last = rows[-1]
     assert last["global_accuracy"] > 0.5  # chance is 0.1
     assert len(last["client_accuracies"]) == 3
