@@ -31,15 +31,15 @@ GRID: dict[str, tuple[str, tuple[float, ...]]] = {
     "scaffold": ("train.lr", (0.003, 0.01, 0.03)),
     "fedprox": ("fedprox.mu", (0.001, 0.01, 0.1, 1.0)),  # 1.0: 0.1 was the edge
     "qfedavg": ("qfedavg.q", (0.1, 1.0, 5.0)),
-    "fedlc": ("fedlc.tau", (0.5, 1.0, 2.0, 4.0, 8.0)),  # 4, 8: each pick was the edge
+    "fedlc": ("fedlc.tau", (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)),  # 4, 8, 16: each pick the edge
     # compositions of ZDA with a baseline, at the baseline's default knob (one trial each)
-    "zda+fedlc": ("fedlc.tau", (1.0, 4.0)),  # 4.0: near FedLC's own pick
+    "zda+fedlc": ("fedlc.tau", (1.0, 8.0)),  # 8.0: FedLC's pick when it ran
     "zda+scaffold": ("train.lr", (0.01,)),
     "zda+fedprox": ("fedprox.mu", (0.1,)),  # at FedProx's tuned mu
     "zda": ("zdas.finetune_lr", (0.0003, 0.001, 0.003)),
     # ZDAS alone beat ZDA on seed 0 of the yardstick: it and its FedLC composition, once each
     "zdas": ("zdas.finetune_lr", (0.001,)),
-    "zdas+fedlc": ("fedlc.tau", (4.0,)),
+    "zdas+fedlc": ("fedlc.tau", (8.0,)),
 }
 
 
