@@ -38,10 +38,26 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+MAX_BARS = 100  # more clients than this: the label mix as a heatmap, not one bar each
+
+
 def plot_label_mix(counts: np.ndarray, classes: Sequence[str], path: Path) -> Figure:
-    """Stacked bars: samples per class for every client."""
+    """Stacked bars: samples per class for every client; beyond ``MAX_BARS`` clients, a
+    heatmap of each client's class shares (a figure of fixed size at any federation size)."""
     plt = _pyplot()
     n_clients, n_cls = counts.shape
+    if n_clients > MAX_BARS:
+        shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+        fig, ax = plt.subplots(figsize=(10, 4))
+        im = ax.imshow(shares.T, aspect="auto", interpolation="nearest", cmap="viridis")
+        ax.set_yticks(range(n_cls), [str(c) for c in classes], fontsize=7)
+        ax.set_xlabel("client (partition-id)")
+        ax.set_title(f"Label mix of {n_clients} clients (share of each client's samples)")
+        fig.colorbar(im, ax=ax)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return fig
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * n_clients + 2), 4))
     bottom = np.zeros(n_clients)
     cmap = plt.get_cmap("tab10" if n_cls <= 10 else "tab20")

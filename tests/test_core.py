@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -117,3 +118,16 @@ def test_client_spread_plot_skips_clients_that_did_not_report(tmp_path):
         drawn = [y for xs, ys in lines for x, y in zip(xs, ys, strict=True) if abs(x - pos) < 0.5]
         assert min(drawn) == pytest.approx(min(reported))
         assert max(drawn) == pytest.approx(max(reported))
+
+
+def test_label_mix_of_a_large_federation_is_a_heatmap_of_shares(tmp_path):
+    from fedcore.plots import MAX_BARS, plot_label_mix
+
+    counts = np.random.default_rng(0).integers(0, 5, (MAX_BARS + 1, 10))
+    counts[0] = 0  # a client with no samples: shares 0, not NaN
+    fig = plot_label_mix(counts, [str(i) for i in range(10)], tmp_path / "mix.png")
+    shares = fig.axes[0].images[0].get_array()
+    assert shares.shape == (10, MAX_BARS + 1)
+    assert np.allclose(shares[:, 1:].sum(0), 1) and not shares[:, 0].any()
+    small = plot_label_mix(counts[:5], [str(i) for i in range(10)], tmp_path / "bars.png")
+    assert not small.axes[0].images and len(small.axes[0].patches) == 5 * 10
