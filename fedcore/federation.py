@@ -79,9 +79,10 @@ def build_federation(cfg: ExperimentConfig) -> Federation:
     counts = label_counts(labels, parts, train.num_classes)
     test_labels = test.y.numpy()
     size = min(cfg.partition.client_test_size, len(test))
+    pools = [np.flatnonzero(test_labels == c) for c in range(counts.shape[1])]
     client_test = tuple(
         client_test_indices(
-            test_labels, counts[i], size, seed=derive_seed(cfg.partition_seed, i, CLIENT_TEST)
+            test_labels, counts[i], size, derive_seed(cfg.partition_seed, i, CLIENT_TEST), pools
         )
         for i in range(len(parts))
     )

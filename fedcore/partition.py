@@ -61,13 +61,14 @@ def dirichlet(
             f"the {len(labels)} samples; lower min_partition_size"
         )
     rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
+    pools = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     average = len(labels) / num_partitions
     for _ in range(max_tries):
-        parts: list[list[np.ndarray]] = [[] for _ in range(num_partitions)]
+        # A draw is counted first and materialised only if every partition is big enough.
         sizes = np.zeros(num_partitions)
-        for c in classes:
-            idx = rng.permutation(np.flatnonzero(labels == c))
+        drawn, counts = [], []
+        for pool in pools:
+            idx = rng.permutation(pool)
             props = rng.dirichlet(np.full(num_partitions, alpha))
             if self_balancing and (sizes < average).any():
                 props = np.where(sizes >= average, 0.0, props)
@@ -75,12 +76,15 @@ def dirichlet(
                     props / props.sum() if props.sum() > 0 else np.full_like(props, 1 / len(props))
                 )
             cuts = (np.cumsum(props)[:-1] * len(idx)).astype(int)
-            for p, chunk in enumerate(np.split(idx, cuts)):
-                parts[p].append(chunk)
-                sizes[p] += len(chunk)
-        out = [np.sort(np.concatenate(p)) for p in parts]
-        if min(len(p) for p in out) >= min_partition_size:
-            return out
+            n = np.diff(np.concatenate(([0], cuts, [len(idx)])))  # np.split's chunk sizes
+            drawn.append(idx)
+            counts.append(n)
+            sizes += n
+        if sizes.min() >= min_partition_size:
+            owner = np.concatenate([np.repeat(np.arange(num_partitions), n) for n in counts])
+            flat = np.concatenate(drawn)
+            flat = flat[np.lexsort((flat, owner))]  # by partition, then index
+            return np.split(flat, np.cumsum(sizes[:-1]).astype(int))
     raise PartitionError(
         f"no Dirichlet(alpha={alpha}) draw gave every partition >= {min_partition_size} "
         f"samples in {max_tries} tries; raise alpha or lower min_partition_size"
@@ -197,10 +201,12 @@ def client_test_indices(
     class_counts: np.ndarray,
     size: int,
     seed: int = 0,
+    pools: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Draw ``size`` test indices whose label mix follows ``class_counts`` (one client's).
 
     Per-class quotas use largest-remainder rounding, capped by what the test split holds.
+    ``pools``: the test indices of each class, when the caller draws for many clients.
     """
     total = class_counts.sum()
     if total == 0:
@@ -209,7 +215,7 @@ def client_test_indices(
     rng = np.random.default_rng(seed)
     picks = []
     for c, q in enumerate(quota):
-        pool = np.flatnonzero(test_labels == c)
+        pool = pools[c] if pools is not None else np.flatnonzero(test_labels == c)
         if q > 0:
             picks.append(rng.choice(pool, size=min(q, len(pool)), replace=False))
     return np.sort(np.concatenate(picks))
