@@ -101,7 +101,9 @@ class AlgorithmStrategy(FedAvg):
 
     def sample(self, grid: Grid, server_round: int, purpose: int) -> dict[int, int]:
         """``partition-id -> node_id`` of this round's seeded sample of connected clients."""
-        connected = set(grid.get_node_ids())
+        # assigned partitions: Flower's simulation, whose nodes never leave (listing them
+        # costs O(federation) in its state each call)
+        connected = set(self.partitions) if self.assigned else set(grid.get_node_ids())
         nodes = {p: n for n, p in self.partitions.items() if n in connected}
         everyone = list(self.partitions.values())
         sampling = (
