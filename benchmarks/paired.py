@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmarks.fmnist100 import FMNIST100
 from benchmarks.matrix import code_version, run_federated
-from benchmarks.report import rounds_to_reach
+from benchmarks.report import mean_std, rounds_to_reach
 from benchmarks.tuning import OUT as TUNING
 from benchmarks.yardstick import RESULTS
 from fedcore.config import load_config
@@ -197,11 +197,6 @@ def targets(summ: dict, times: dict | None) -> list[str]:
     return lines
 
 
-def _ms(v: list[float], pct: bool = True) -> str:
-    k = 100 if pct else 1
-    return f"{np.mean(v) * k:.1f} ± {np.std(v) * k:.1f}" if len(v) > 1 else f"{v[0] * k:.1f}"
-
-
 def markdown(summ: dict, times: dict | None = None) -> str:
     """The comparison as tables, one per partition (accuracies in %), and the timing pair."""
     lines = [
@@ -230,8 +225,9 @@ def markdown(summ: dict, times: dict | None = None) -> str:
             reused = f" ({len(t['reused'])} reused)" if t["reused"] else ""
             lines.append(
                 f"| {m} | {t['setting'] or 'default'} | {len(t['seeds'])}{reused} "
-                f"| {_ms(t['last10'])} | {d} | {_ms(t['client_std'])} | {_ms(t['worst10'])} "
-                f"| {rr} | {ws or '–'} | {_ms(t['seconds_per_round'], False)} |"
+                f"| {mean_std(t['last10'])} | {d} | {mean_std(t['client_std'])} "
+                f"| {mean_std(t['worst10'])} "
+                f"| {rr} | {ws or '–'} | {mean_std(t['seconds_per_round'], False)} |"
             )
     lines += ["", f"## Targets ({RECOMMENDED} against the best baseline)", ""]
     lines += targets(summ, times)

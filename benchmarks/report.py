@@ -72,7 +72,7 @@ def load_rows(cell_dir: Path) -> list[dict]:
     return rows
 
 
-def _fmt(values: list, pct: bool = True) -> str:
+def mean_std(values: list, pct: bool = True) -> str:
     vals = [v for v in values if v is not None]
     if not vals:
         return "–"
@@ -173,14 +173,14 @@ def markdown(
                           else str(r["rounds_to_fedavg_final"] or "–") for r in rs)  # fmt: skip
         lines.append(
             f"| {part} | {alg} | {','.join(str(r['seed']) for r in rs)} "
-            f"| {_fmt([r['final_accuracy'] for r in rs])} "
-            f"| {_fmt([r['best_accuracy'] for r in rs])} "
-            f"| {_fmt([r['last10_accuracy'] for r in rs])} "
-            f"| {_fmt([r['client_acc_mean'] for r in rs])} "
-            f"| {_fmt([r['client_acc_std'] for r in rs])} "
-            f"| {_fmt([r['client_acc_worst10'] for r in rs])} "
-            f"| {_fmt([r['seconds_per_round'] for r in rs], pct=False)} "
-            f"| {_fmt([r['inversion_seconds_per_round'] for r in rs], pct=False)} "
+            f"| {mean_std([r['final_accuracy'] for r in rs])} "
+            f"| {mean_std([r['best_accuracy'] for r in rs])} "
+            f"| {mean_std([r['last10_accuracy'] for r in rs])} "
+            f"| {mean_std([r['client_acc_mean'] for r in rs])} "
+            f"| {mean_std([r['client_acc_std'] for r in rs])} "
+            f"| {mean_std([r['client_acc_worst10'] for r in rs])} "
+            f"| {mean_std([r['seconds_per_round'] for r in rs], pct=False)} "
+            f"| {mean_std([r['inversion_seconds_per_round'] for r in rs], pct=False)} "
             f"| {reach} |"
             + ("" if public else f" {_codes([codes.get(cell_id(r), '?') for r in rs])} |")
         )
