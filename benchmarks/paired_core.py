@@ -130,6 +130,7 @@ def main() -> None:
     ap.add_argument("--check", default="", help="a cell name: compare with its Flower cell")
     ap.add_argument("--rounds", type=int, default=0, help="default: 2 with --check, else 50")
     ap.add_argument("--methods", default="", help="comma-separated; default: all")
+    ap.add_argument("--cells", default="", help="comma-separated cell names (not --methods)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--data", default="", help="npz pair stem (<stem>-train.npz, -test.npz)")
     ap.add_argument("--out", type=Path, default=Path("paired_core.jsonl"))
@@ -140,6 +141,10 @@ def main() -> None:
         return
     methods = a.methods.split(",") if a.methods else sorted({c[0] for c in cells()})
     names = [cell_name(*c) for m in methods for c in cells() if c[0] == m]  # methods' order
+    if a.cells:
+        names = a.cells.split(",")
+        if unknown := set(names) - {cell_name(*c) for c in cells()}:
+            ap.error(f"no cells {sorted(unknown)}; see python -m benchmarks.paired --list")
     run_pool(names, a.rounds or ROUNDS, a.workers, a.data, a.out, a.deadline)
 
 
