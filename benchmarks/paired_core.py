@@ -32,7 +32,7 @@ from benchmarks.paired import OUT, ROUNDS, cell_name, cells, setting
 from fedcore.config import load_config
 from fedcore.federation import build_federation
 from fedcore.metrics import fairness_summary
-from fedcore.round import build_server, run_round
+from fedcore.round import aggregate, build_server, train_clients
 from fedcore.sampling import TRAIN, Sampling, sample_partitions
 from fedcore.training import evaluate
 
@@ -41,7 +41,8 @@ def run_cell(name: str, rounds: int = ROUNDS, data: str = "") -> dict:
     """One paired cell by name through the core round loop on CUDA if there is one, else CPU.
     ``data``: the common stem of an npz pair (``<stem>-train.npz``) instead of the built-in
     Fashion-MNIST."""
-    torch.set_num_threads(1)
+    server_threads = torch.get_num_threads()  # a ServerApp's: Flower leaves torch's default
+    torch.set_num_threads(1)  # a ClientApp's: Ray starts its actors with OMP_NUM_THREADS=1
     method, partition, seed = next(c for c in cells() if cell_name(*c) == name)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     override = setting(method)
@@ -58,10 +59,13 @@ def run_cell(name: str, rounds: int = ROUNDS, data: str = "") -> dict:
     for rnd in range(1, cfg.rounds + 1):
         r0 = time.perf_counter()
         parts = sample_partitions(range(cfg.num_clients), sampling, cfg.seed, rnd, TRAIN)
-        step, _ = run_round(cfg, algo, fed, state, rnd, parts, client_states, device)
+        replies = train_clients(cfg, algo, fed, state, rnd, parts, client_states, device)
+        torch.set_num_threads(server_threads)  # thread count changes float sums: as Flower
+        step, _ = aggregate(algo, rnd, replies)
         state = step.state
         model.load_state_dict(state)
         accuracy.append(float(evaluate(model, fed.test, device=device)["accuracy"]))
+        torch.set_num_threads(1)
         seconds.append(time.perf_counter() - r0)
         if rnd % 10 == 0:
             print(f"{name} round {rnd}: acc {accuracy[-1]:.4f}, {seconds[-1]:.2f} s", flush=True)
