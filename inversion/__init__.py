@@ -4,7 +4,7 @@ Plain PyTorch: nothing here knows Flower or the federated code that uses it.
 """
 
 from inversion.allocation import allocate, labels_for, proportional_counts
-from inversion.bank import SyntheticBank, invert_with_bank
+from inversion.bank import SyntheticBank, invert_with_bank, nearest_rms
 from inversion.engine import InputSpec, InversionConfig, InversionResult, invert
 
 __all__ = [
@@ -16,5 +16,6 @@ __all__ = [
     "invert",
     "invert_with_bank",
     "labels_for",
+    "nearest_rms",
     "proportional_counts",
 ]

@@ -22,11 +22,14 @@ from inversion.engine import InputSpec, InversionConfig, InversionResult, invert
 class SyntheticBank:
     """Synthetic inputs ``x`` with labels ``y``; ``rounds[i]`` is the round in which sample
     ``i`` was last refined. A bank is one side's own samples (``update`` replaces them) or
-    shared across models (``merge`` keeps the newest ``per_class`` of each class)."""
+    shared across models (``merge`` keeps the newest ``per_class`` of each class).
+    ``drawn[i]`` is the round in which sample ``i`` last seeded a spread warm start (kept in
+    memory only: it matters within a round)."""
 
     x: torch.Tensor | None = None
     y: torch.Tensor | None = None
     rounds: torch.Tensor | None = None
+    drawn: torch.Tensor | None = None
 
     def is_empty(self) -> bool:
         return self.y is None or self.y.numel() == 0
@@ -44,48 +47,65 @@ class SyntheticBank:
         max_age: int,
         generator: torch.Generator,
         offset: int = 0,
+        spread: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Starting inputs for ``labels``: bank samples of the same class refined at most
         ``max_age`` rounds ago where available (from the ``offset``-th on, cycling), N(0, 1)
-        noise elsewhere. Returns the inputs and a boolean mask of the warm ones."""
+        noise elsewhere. ``spread``: only samples refined in an earlier round, those no
+        other call of this round has drawn first (newest first; ``offset`` unused), so the
+        models of one round start from different samples and no sample is refined twice
+        in a row. Returns the inputs and a boolean mask of the warm ones."""
         init = torch.randn((labels.numel(), *input_shape), generator=generator)
         warm = torch.zeros(labels.numel(), dtype=torch.bool)
         if self.is_empty():
             return init, warm
         assert self.x is not None and self.y is not None and self.rounds is not None
         fresh = server_round - self.rounds <= max_age
+        if spread:
+            fresh &= self.rounds < server_round
+            if self.drawn is None:
+                self.drawn = torch.full_like(self.rounds, -1)
         for c in labels.unique().tolist():
             want = torch.nonzero(labels == c).flatten()
             have = torch.nonzero((self.y == c) & fresh).flatten()
-            if len(have) and offset:
+            if spread and self.drawn is not None:
+                taken = self.drawn[have] == server_round
+                have = torch.cat([have[~taken], have[taken]])
+            elif len(have) and offset:
                 have = have.roll(-(offset % len(have)))
             k = min(len(want), len(have))
             if k:
                 init[want[:k]] = self.x[have[:k]]
                 warm[want[:k]] = True
+                if spread and self.drawn is not None:
+                    self.drawn[have[:k]] = server_round
         return init, warm
 
     def update(self, x: torch.Tensor, y: torch.Tensor, server_round: int) -> None:
         """Replace the bank with freshly refined samples."""
         self.x, self.y = x.detach().cpu(), y.detach().cpu().long()
         self.rounds = torch.full((len(self.y),), server_round, dtype=torch.long)
+        self.drawn = None
 
     def merge(self, x: torch.Tensor, y: torch.Tensor, server_round: int, per_class: int) -> None:
         """Add freshly refined samples, keeping the newest ``per_class`` of every class."""
+        drawn = self.drawn
         if self.is_empty():
             self.update(x, y, server_round)
-            x_all, y_all, r_all = self.x, self.y, self.rounds
+            x_all, y_all, r_all, d_all = self.x, self.y, self.rounds, None
         else:
             new_r = torch.full((len(y),), server_round, dtype=torch.long)
             x_all = torch.cat([x.detach().cpu(), self.x])  # type: ignore[list-item]
             y_all = torch.cat([y.detach().cpu().long(), self.y])  # type: ignore[list-item]
             r_all = torch.cat([new_r, self.rounds])  # type: ignore[list-item]
+            d_all = None if drawn is None else torch.cat([torch.full_like(new_r, -1), drawn])
         assert x_all is not None and y_all is not None and r_all is not None
         keep = torch.cat(
             [torch.nonzero(y_all == c).flatten()[:per_class] for c in y_all.unique().tolist()]
         )
         keep = keep.sort().values
         self.x, self.y, self.rounds = x_all[keep], y_all[keep], r_all[keep]
+        self.drawn = None if d_all is None else d_all[keep]
 
     def state(self) -> dict[str, torch.Tensor]:
         """Plain tensors (for Context.state, messages and checkpoints)."""
@@ -142,6 +162,7 @@ def invert_with_bank(
     seed: int = 0,
     offset: int = 0,
     keep_per_class: int = 0,
+    spread: bool = False,
 ) -> tuple[InversionResult, float]:
     """Invert ``model`` for ``labels`` starting from ``bank`` where it can, then refill it.
 
@@ -149,12 +170,13 @@ def invert_with_bank(
     stale bank, a class the bank lacks) ``cfg.steps`` from noise; each group is optimised
     separately, so a few new samples never make the whole set pay the cold-start price.
     A bank shared across models (``keep_per_class`` > 0) merges the new samples instead of
-    being replaced by them, and ``offset`` spreads its users over its samples.
+    being replaced by them, and ``offset`` (or ``spread``, see :meth:`SyntheticBank.init_for`)
+    spreads its users over its samples.
     Returns the result (in the order of ``labels``) and the warm fraction.
     """
     gen = torch.Generator().manual_seed(seed)
     shape = tuple(spec.input_shape)
-    init, warm = bank.init_for(labels, shape, server_round, max_age, gen, offset)
+    init, warm = bank.init_for(labels, shape, server_round, max_age, gen, offset, spread)
     parts, order = [], []
     for is_warm, steps in ((True, cfg.warm_steps), (False, cfg.steps)):
         idx = torch.nonzero(warm == is_warm).flatten()
@@ -182,3 +204,17 @@ def invert_with_bank(
     else:
         bank.update(res.x, res.y, server_round)
     return res, float(warm.float().mean())
+
+
+def nearest_rms(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean over samples of the RMS difference (per input value) to the nearest other
+    sample of the same class: 0 for copies, so a bank that collapses shows as a fall.
+    Classes with a single sample are left out (0.0 when no class has two)."""
+    flat, out = x.detach().flatten(1).float().cpu(), []
+    for c in y.unique().tolist():
+        f = flat[y.cpu() == c]
+        if len(f) > 1:
+            d = torch.cdist(f, f)
+            d.fill_diagonal_(float("inf"))
+            out.append(d.min(1).values / f.shape[1] ** 0.5)
+    return float(torch.cat(out).mean()) if out else 0.0

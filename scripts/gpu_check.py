@@ -101,13 +101,18 @@ def federated(keys: dict, clients: int, device: torch.device) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prepare", action="store_true", help="write the data npz and stop")
+    ap.add_argument("--full", action="store_true", help="with --prepare: all 60,000 training "
+                    "images, as the stem 'full' (for benchmarks.paired_core)")  # fmt: skip
     ap.add_argument("--dry-run", action="store_true", help="every step tiny, any device")
     ap.add_argument("--out", type=Path, default=RESULTS / "gpu.json")
     ap.add_argument("--data", type=Path, default=DATA, help="the npz pair's common stem")
     a = ap.parse_args()
     train, test = (a.data.with_name(f"{a.data.stem}-{s}.npz") for s in ("train", "test"))
     if a.prepare:
-        prepare(a.data)
+        if a.full:
+            a.data = a.data.with_name("full.npz")
+            train, test = (a.data.with_name(f"full-{s}.npz") for s in ("train", "test"))
+        prepare(a.data, train=60_000 if a.full else 30_000)
         print(f"wrote {train} and {test}")
         return
     if not train.is_file():

@@ -15,7 +15,7 @@ from fedcore.partition import pathological
 from fedcore.training import TrainConfig, evaluate, train_local
 from inversion import InversionConfig, SyntheticBank, allocate, invert
 from inversion.allocation import budget_size, labels_for
-from inversion.bank import invert_with_bank
+from inversion.bank import invert_with_bank, nearest_rms
 from inversion.engine import BNStatsLoss, js_divergence
 
 
@@ -189,6 +189,32 @@ def test_pool_warm_starts_by_class_and_goes_stale():
     assert not warm.any()  # six rounds old: stale
     again = SyntheticBank.from_state(pool.state())
     assert again.round == 3 and torch.equal(again.x, pool.x)
+
+
+def test_spread_draws_skip_this_rounds_samples_and_repeat_none_while_others_are_left():
+    """Round 4 of a shared bank: the first draw takes the newest earlier-round samples; a
+    sample merged in round 4 is never drawn in round 4; a second draw takes other samples
+    first, and only then repeats."""
+    bank, gen = SyntheticBank(), torch.Generator().manual_seed(0)
+    ids = torch.arange(4, dtype=torch.float).view(4, 1, 1, 1)  # sample i holds the value i
+    bank.merge(ids[:2], torch.tensor([0, 0]), server_round=2, per_class=8)
+    bank.merge(ids[2:], torch.tensor([0, 0]), server_round=3, per_class=8)  # newest first
+    first, warm = bank.init_for(torch.tensor([0]), (1, 1, 1), 4, 5, gen, spread=True)
+    assert warm.all() and first.flatten().tolist() == [2.0]
+    bank.merge(torch.full((1, 1, 1, 1), 9.0), torch.tensor([0]), server_round=4, per_class=8)
+    second, _ = bank.init_for(torch.tensor([0, 0, 0, 0]), (1, 1, 1), 4, 5, gen, spread=True)
+    assert second.flatten().tolist() == [3.0, 0.0, 1.0, 2.0]  # 9 is this round's; 2 last
+    plain, _ = bank.init_for(torch.tensor([0]), (1, 1, 1), 4, 5, gen)
+    assert plain.flatten().tolist() == [9.0]  # without spread: this round's newest first
+
+
+def test_nearest_rms_is_zero_for_copies_and_grows_with_spread():
+    x = torch.zeros(4, 1, 2, 2)
+    assert nearest_rms(x, torch.tensor([0, 0, 1, 1])) == 0.0
+    x[1] += 2.0  # class 0: two samples 2 apart in every value
+    x[3] += 1.0
+    assert nearest_rms(x, torch.tensor([0, 0, 1, 1])) == pytest.approx(1.5)
+    assert nearest_rms(x, torch.tensor([0, 1, 2, 3])) == 0.0  # no class has two samples
 
 
 def test_only_new_samples_pay_the_cold_start(teacher, fmnist):

@@ -38,7 +38,7 @@ from fedcore.protocol import LABEL_COUNTS, SHARE_LABEL_COUNTS, TrainReply
 from fedcore.seeds import ZDAS_MODEL, ZDAS_ROUND, derive_seed
 from fedcore.training import Objective, Samples, TrainConfig, sgd_train
 from fedcore.types import StateDict
-from inversion import InversionConfig, SyntheticBank, invert_with_bank, labels_for
+from inversion import InversionConfig, SyntheticBank, invert_with_bank, labels_for, nearest_rms
 from inversion.allocation import proportional_counts
 
 BANKS = ("auto", "per-client", "shared")
@@ -64,6 +64,7 @@ class ZdasConfig:
     bank_max_age: int = 5  # rounds before a bank is stale and inversion restarts from noise
     bank: str = "auto"  # per-client (a bank each), shared, auto: shared if clients sampled
     bank_per_class: int = 256  # samples per class the shared bank keeps
+    bank_spread: bool = False  # warm starts from earlier rounds' samples, none drawn twice
     replay_per_class: int = 0  # top each class of the fine-tuning set up to this from the banks
     inversion: InversionConfig = field(default_factory=lambda: InversionConfig(warm_steps=2))
 
@@ -219,7 +220,7 @@ def zdas_invert(
             server_round, cfg.bank_max_age, spec,
             student=student if cfg.inversion.adi > 0 else None, device=device,
             seed=derive_seed(seed, k, ZDAS_MODEL), offset=cid if bank_per_class else 0,
-            keep_per_class=bank_per_class,
+            keep_per_class=bank_per_class, spread=cfg.bank_spread,
         )  # fmt: skip
         xs.append(res.x)
         ys.append(res.y)
@@ -236,7 +237,9 @@ def zdas_invert(
         "zdas-bn-loss": bn_loss,
         "zdas-warm-fraction": warm_sum,
     }
-    return Inverted(torch.cat(xs), torch.cat(ys), torch.cat(sources), teachers, metrics)
+    x, y = torch.cat(xs), torch.cat(ys)
+    metrics["zdas-nearest-rms"] = nearest_rms(x, y)
+    return Inverted(x, y, torch.cat(sources), teachers, metrics)
 
 
 def finetune_set(

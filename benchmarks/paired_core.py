@@ -1,0 +1,156 @@
+"""The paired comparison's cells through the core round loop (no Flower, no Ray), for a
+machine that has a GPU but no Flower. A cell has the run-config of ``benchmarks.paired``'s
+cell of the same name (the method's tuned pick, the seed's partition and sampled clients);
+the global model is evaluated on the test set every round and, after the last round, on
+every client's own test set, as the Flower run's final federated evaluation does.
+
+Cells run in a pool of worker processes (one torch thread each) and each finished cell is
+appended to a JSON-lines file at once; a deadline stops the pool and keeps what finished.
+
+    python -m benchmarks.paired_core --check fedlc-dir0.1-s0        # CPU, 2 rounds, vs Flower
+    python -m scripts.gpu_check --prepare --full                    # the data as an npz pair
+    python -m benchmarks.paired_core --methods fedprox,scaffold --workers 16 \\
+        --data benchmarks/results/work/gpu/full --out cells.jsonl --deadline 540
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import active_children, get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.fmnist100 import FMNIST100
+from benchmarks.paired import OUT, ROUNDS, cell_name, cells, setting
+from fedcore.config import load_config
+from fedcore.federation import build_federation
+from fedcore.metrics import fairness_summary
+from fedcore.round import aggregate, build_server, train_clients
+from fedcore.sampling import TRAIN, Sampling, sample_partitions
+from fedcore.training import evaluate
+
+
+def run_cell(name: str, rounds: int = ROUNDS, data: str = "") -> dict:
+    """One paired cell by name through the core round loop on CUDA if there is one, else CPU.
+    ``data``: the common stem of an npz pair (``<stem>-train.npz``) instead of the built-in
+    Fashion-MNIST."""
+    server_threads = torch.get_num_threads()  # a ServerApp's: Flower leaves torch's default
+    torch.set_num_threads(1)  # a ClientApp's: Ray starts its actors with OMP_NUM_THREADS=1
+    method, partition, seed = next(c for c in cells() if cell_name(*c) == name)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    override = setting(method)
+    keys = f"{FMNIST100.overrides(method, partition, seed, rounds)} {override}"
+    if data:
+        keys += f" data.dataset=npz data.path={data}-train.npz data.test_path={data}-test.npz"
+    cfg = load_config(None, keys).with_clients(FMNIST100.clients)
+    t0 = time.perf_counter()
+    fed = build_federation(cfg)
+    model, algo = build_server(cfg, fed.train.spec, device)
+    sampling = Sampling(cfg.server.fraction_train, cfg.server.min_train_nodes)
+    state, client_states = model.state_dict(), {}
+    accuracy, seconds = [], []
+    for rnd in range(1, cfg.rounds + 1):
+        r0 = time.perf_counter()
+        parts = sample_partitions(range(cfg.num_clients), sampling, cfg.seed, rnd, TRAIN)
+        replies = train_clients(cfg, algo, fed, state, rnd, parts, client_states, device)
+        torch.set_num_threads(server_threads)  # thread count changes float sums: as Flower
+        step, _ = aggregate(algo, rnd, replies)
+        state = step.state
+        model.load_state_dict(state)
+        accuracy.append(float(evaluate(model, fed.test, device=device)["accuracy"]))
+        torch.set_num_threads(1)
+        seconds.append(time.perf_counter() - r0)
+        if rnd % 10 == 0:
+            print(f"{name} round {rnd}: acc {accuracy[-1]:.4f}, {seconds[-1]:.2f} s", flush=True)
+    clients = [
+        float(evaluate(model, fed.client_datasets(pid)[1], device=device)["accuracy"])
+        for pid in range(cfg.num_clients)
+    ]
+    return {
+        "algorithm": method,
+        "partition": partition,
+        "seed": seed,
+        "rounds": rounds,
+        "setting": override,
+        "command": keys,
+        "path": "core round loop (benchmarks.paired_core)",
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "final_accuracy": accuracy[-1],
+        "accuracy_per_round": accuracy,
+        "round_seconds": seconds,
+        "seconds_per_round": float(np.mean(seconds)),
+        "wall_seconds": time.perf_counter() - t0,
+        **fairness_summary(clients),
+        "client_accuracies": clients,
+    }
+
+
+def check(name: str, rounds: int) -> None:
+    """Compare the first ``rounds`` global accuracies with the Flower cell of that name."""
+    flower = json.loads((OUT / f"{name}.json").read_text())["accuracy_per_round"][:rounds]
+    core = run_cell(name, rounds)["accuracy_per_round"]
+    print(json.dumps({"flower": flower, "core": core, "identical": flower == core}))
+
+
+def run_pool(
+    names: list[str], rounds: int, workers: int, data: str, out: Path, deadline: float
+) -> None:
+    """Run ``names`` in ``workers`` processes, appending each finished cell to ``out``."""
+    t0, done = time.monotonic(), {}
+    if out.is_file():
+        done = {json.loads(x)["cell"] for x in out.read_text().splitlines() if x.strip()}
+    todo = [n for n in names if n not in done]
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    futures = {pool.submit(run_cell, n, rounds, data): n for n in todo}
+    pending = set(futures)
+    while pending:
+        left = deadline - (time.monotonic() - t0)
+        finished, pending = wait(pending, timeout=max(left, 0), return_when=FIRST_COMPLETED)
+        for f in finished:
+            row = {"cell": futures[f], "workers": workers, "host": platform.node()}
+            row |= f.result()
+            with out.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            acc, per = row["final_accuracy"], row["seconds_per_round"]
+            print(f"{time.monotonic() - t0:6.0f} s  {row['cell']}: {acc:.4f}, {per:.2f} s/round")
+        if not finished:
+            print(f"deadline: {len(pending)} cells unfinished", flush=True)
+            for p in active_children():
+                p.kill()
+            os._exit(0)
+    pool.shutdown()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", default="", help="a cell name: compare with its Flower cell")
+    ap.add_argument("--rounds", type=int, default=0, help="default: 2 with --check, else 50")
+    ap.add_argument("--methods", default="", help="comma-separated; default: all")
+    ap.add_argument("--cells", default="", help="comma-separated cell names (not --methods)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--data", default="", help="npz pair stem (<stem>-train.npz, -test.npz)")
+    ap.add_argument("--out", type=Path, default=Path("paired_core.jsonl"))
+    ap.add_argument("--deadline", type=float, default=1e9, help="seconds, then stop")
+    a = ap.parse_args()
+    if a.check:
+        check(a.check, a.rounds or 2)
+        return
+    methods = a.methods.split(",") if a.methods else sorted({c[0] for c in cells()})
+    names = [cell_name(*c) for m in methods for c in cells() if c[0] == m]  # methods' order
+    if a.cells:
+        names = a.cells.split(",")
+        if unknown := set(names) - {cell_name(*c) for c in cells()}:
+            ap.error(f"no cells {sorted(unknown)}; see python -m benchmarks.paired --list")
+    run_pool(names, a.rounds or ROUNDS, a.workers, a.data, a.out, a.deadline)
+
+
+if __name__ == "__main__":
+    main()
