@@ -4,8 +4,11 @@ cell of the same name (the method's tuned pick, the seed's partition and sampled
 the global model is evaluated on the test set every round and, after the last round, on
 every client's own test set, as the Flower run's final federated evaluation does.
 
-Cells run in a pool of worker processes (one torch thread each) and each finished cell is
-appended to a JSON-lines file at once; a deadline stops the pool and keeps what finished.
+Thread counts follow Flower's simulation: the server's data, aggregation and evaluation
+run at torch's default thread count (a ServerApp), the clients' data and training at one
+thread (Ray starts its actors with OMP_NUM_THREADS=1); float sums depend on it. Cells run
+in a pool of worker processes and each finished (or failed) cell is appended to a
+JSON-lines file at once; a deadline stops the pool, keeps what finished and exits with 3.
 
     python -m benchmarks.paired_core --check fedlc-dir0.1-s0        # CPU, 2 rounds, vs Flower
     python -m scripts.gpu_check --prepare --full                    # the data as an npz pair
@@ -42,7 +45,6 @@ def run_cell(name: str, rounds: int = ROUNDS, data: str = "") -> dict:
     ``data``: the common stem of an npz pair (``<stem>-train.npz``) instead of the built-in
     Fashion-MNIST."""
     server_threads = torch.get_num_threads()  # a ServerApp's: Flower leaves torch's default
-    torch.set_num_threads(1)  # a ClientApp's: Ray starts its actors with OMP_NUM_THREADS=1
     method, partition, seed = next(c for c in cells() if cell_name(*c) == name)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     override = setting(method)
@@ -51,15 +53,17 @@ def run_cell(name: str, rounds: int = ROUNDS, data: str = "") -> dict:
         keys += f" data.dataset=npz data.path={data}-train.npz data.test_path={data}-test.npz"
     cfg = load_config(None, keys).with_clients(FMNIST100.clients)
     t0 = time.perf_counter()
-    fed = build_federation(cfg)
+    fed = build_federation(cfg)  # the server's (spec, test set)
     model, algo = build_server(cfg, fed.train.spec, device)
+    torch.set_num_threads(1)  # from here on as a ClientApp, but for the server's step
+    fed_clients = build_federation(cfg)
     sampling = Sampling(cfg.server.fraction_train, cfg.server.min_train_nodes)
     state, client_states = model.state_dict(), {}
     accuracy, seconds = [], []
     for rnd in range(1, cfg.rounds + 1):
         r0 = time.perf_counter()
         parts = sample_partitions(range(cfg.num_clients), sampling, cfg.seed, rnd, TRAIN)
-        replies = train_clients(cfg, algo, fed, state, rnd, parts, client_states, device)
+        replies = train_clients(cfg, algo, fed_clients, state, rnd, parts, client_states, device)
         torch.set_num_threads(server_threads)  # thread count changes float sums: as Flower
         step, _ = aggregate(algo, rnd, replies)
         state = step.state
@@ -69,8 +73,8 @@ def run_cell(name: str, rounds: int = ROUNDS, data: str = "") -> dict:
         seconds.append(time.perf_counter() - r0)
         if rnd % 10 == 0:
             print(f"{name} round {rnd}: acc {accuracy[-1]:.4f}, {seconds[-1]:.2f} s", flush=True)
-    clients = [
-        float(evaluate(model, fed.client_datasets(pid)[1], device=device)["accuracy"])
+    clients = [  # every client, as Flower's final evaluation up to server.final_evaluate
+        float(evaluate(model, fed_clients.client_datasets(pid)[1], device=device)["accuracy"])
         for pid in range(cfg.num_clients)
     ]
     return {
@@ -78,6 +82,7 @@ def run_cell(name: str, rounds: int = ROUNDS, data: str = "") -> dict:
         "partition": partition,
         "seed": seed,
         "rounds": rounds,
+        "data": data or "fashion-mnist",
         "setting": override,
         "command": keys,
         "path": "core round loop (benchmarks.paired_core)",
@@ -93,20 +98,27 @@ def run_cell(name: str, rounds: int = ROUNDS, data: str = "") -> dict:
     }
 
 
-def check(name: str, rounds: int) -> None:
+def check(name: str, rounds: int, data: str = "") -> None:
     """Compare the first ``rounds`` global accuracies with the Flower cell of that name."""
     flower = json.loads((OUT / f"{name}.json").read_text())["accuracy_per_round"][:rounds]
-    core = run_cell(name, rounds)["accuracy_per_round"]
+    core = run_cell(name, rounds, data)["accuracy_per_round"]
     print(json.dumps({"flower": flower, "core": core, "identical": flower == core}))
 
 
 def run_pool(
     names: list[str], rounds: int, workers: int, data: str, out: Path, deadline: float
 ) -> None:
-    """Run ``names`` in ``workers`` processes, appending each finished cell to ``out``."""
-    t0, done = time.monotonic(), {}
+    """Run ``names`` in ``workers`` processes, appending each finished cell to ``out`` (a
+    cell already there with the same rounds and data, and no error, is skipped)."""
+    t0, done = time.monotonic(), set()
     if out.is_file():
-        done = {json.loads(x)["cell"] for x in out.read_text().splitlines() if x.strip()}
+        rows = [json.loads(x) for x in out.read_text().splitlines() if x.strip()]
+        want = data or "fashion-mnist"
+        done = {
+            r["cell"]
+            for r in rows
+            if "error" not in r and r.get("rounds") == rounds and r.get("data") == want
+        }
     todo = [n for n in names if n not in done]
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
     futures = {pool.submit(run_cell, n, rounds, data): n for n in todo}
@@ -116,16 +128,19 @@ def run_pool(
         finished, pending = wait(pending, timeout=max(left, 0), return_when=FIRST_COMPLETED)
         for f in finished:
             row = {"cell": futures[f], "workers": workers, "host": platform.node()}
-            row |= f.result()
+            try:
+                row |= f.result()
+                note = f"{row['final_accuracy']:.4f}, {row['seconds_per_round']:.2f} s/round"
+            except Exception as e:  # a failed cell is recorded; the others go on
+                row["error"] = note = f"{type(e).__name__}: {e}"
             with out.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
-            acc, per = row["final_accuracy"], row["seconds_per_round"]
-            print(f"{time.monotonic() - t0:6.0f} s  {row['cell']}: {acc:.4f}, {per:.2f} s/round")
+            print(f"{time.monotonic() - t0:6.0f} s  {row['cell']}: {note}", flush=True)
         if not finished:
             print(f"deadline: {len(pending)} cells unfinished", flush=True)
             for p in active_children():
                 p.kill()
-            os._exit(0)
+            os._exit(3)
     pool.shutdown()
 
 
@@ -141,9 +156,12 @@ def main() -> None:
     ap.add_argument("--deadline", type=float, default=1e9, help="seconds, then stop")
     a = ap.parse_args()
     if a.check:
-        check(a.check, a.rounds or 2)
+        check(a.check, a.rounds or 2, a.data)
         return
-    methods = a.methods.split(",") if a.methods else sorted({c[0] for c in cells()})
+    known = sorted({c[0] for c in cells()})
+    methods = a.methods.split(",") if a.methods else known
+    if unknown := set(methods) - set(known):
+        ap.error(f"no methods {sorted(unknown)} in the paired comparison: {known}")
     names = [cell_name(*c) for m in methods for c in cells() if c[0] == m]  # methods' order
     if a.cells:
         names = a.cells.split(",")

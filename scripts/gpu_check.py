@@ -101,13 +101,15 @@ def federated(keys: dict, clients: int, device: torch.device) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prepare", action="store_true", help="write the data npz and stop")
-    ap.add_argument("--full", action="store_true", help="with --prepare: all 60,000 training "
-                    "images, as the stem 'full' (for benchmarks.paired_core)")  # fmt: skip
+    full = "with --prepare: all 60,000 training images, stem 'full' (benchmarks.paired_core)"
+    ap.add_argument("--full", action="store_true", help=full)
     ap.add_argument("--dry-run", action="store_true", help="every step tiny, any device")
     ap.add_argument("--out", type=Path, default=RESULTS / "gpu.json")
     ap.add_argument("--data", type=Path, default=DATA, help="the npz pair's common stem")
     a = ap.parse_args()
     train, test = (a.data.with_name(f"{a.data.stem}-{s}.npz") for s in ("train", "test"))
+    if a.full and not a.prepare:
+        ap.error("--full goes with --prepare")
     if a.prepare:
         if a.full:
             a.data = a.data.with_name("full.npz")

@@ -206,6 +206,11 @@ def test_spread_draws_skip_this_rounds_samples_and_repeat_none_while_others_are_
     assert second.flatten().tolist() == [3.0, 0.0, 1.0, 2.0]  # 9 is this round's; 2 last
     plain, _ = bank.init_for(torch.tensor([0]), (1, 1, 1), 4, 5, gen)
     assert plain.flatten().tolist() == [9.0]  # without spread: this round's newest first
+    bank.merge(torch.full((2, 1, 1, 1), 7.0), torch.tensor([0, 0]), 4, per_class=4)
+    assert bank.x.flatten().tolist() == [7.0, 7.0, 9.0, 2.0]  # 3, 0, 1 evicted
+    assert bank.drawn is not None and bank.drawn.tolist() == [-1, -1, -1, 4]  # still aligned
+    bank.update(ids[:1], torch.tensor([0]), server_round=4)
+    assert bank.drawn is None
 
 
 def test_nearest_rms_is_zero_for_copies_and_grows_with_spread():

@@ -64,7 +64,7 @@ class ZdasConfig:
     bank_max_age: int = 5  # rounds before a bank is stale and inversion restarts from noise
     bank: str = "auto"  # per-client (a bank each), shared, auto: shared if clients sampled
     bank_per_class: int = 256  # samples per class the shared bank keeps
-    bank_spread: bool = False  # warm starts from earlier rounds' samples, none drawn twice
+    bank_spread: bool = False  # warm starts from earlier rounds' samples, undrawn ones first
     replay_per_class: int = 0  # top each class of the fine-tuning set up to this from the banks
     inversion: InversionConfig = field(default_factory=lambda: InversionConfig(warm_steps=2))
 
