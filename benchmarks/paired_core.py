@@ -4,11 +4,10 @@ cell of the same name (the method's tuned pick, the seed's partition and sampled
 the global model is evaluated on the test set every round and, after the last round, on
 every client's own test set, as the Flower run's final federated evaluation does.
 
-Thread counts follow Flower's simulation: the server's data, aggregation and evaluation
-run at torch's default thread count (a ServerApp), the clients' data and training at one
-thread (Ray starts its actors with OMP_NUM_THREADS=1); float sums depend on it. Cells run
-in a pool of worker processes and each finished (or failed) cell is appended to a
-JSON-lines file at once; a deadline stops the pool, keeps what finished and exits with 3.
+Everything runs at one torch thread (float sums depend on the count; at one thread the
+first rounds match the Flower cells, see docs/benchmarks.md). Cells run in a pool of
+worker processes and each finished (or failed) cell is appended to a JSON-lines file at
+once; a deadline stops the pool, keeps what finished and exits with 3.
 
     python -m benchmarks.paired_core --check fedlc-dir0.1-s0        # CPU, 2 rounds, vs Flower
     python -m scripts.gpu_check --prepare --full                    # the data as an npz pair
@@ -35,7 +34,7 @@ from benchmarks.paired import OUT, ROUNDS, cell_name, cells, setting
 from fedcore.config import load_config
 from fedcore.federation import build_federation
 from fedcore.metrics import fairness_summary
-from fedcore.round import aggregate, build_server, train_clients
+from fedcore.round import build_server, run_round
 from fedcore.sampling import TRAIN, Sampling, sample_partitions
 from fedcore.training import evaluate
 
@@ -44,7 +43,7 @@ def run_cell(name: str, rounds: int = ROUNDS, data: str = "") -> dict:
     """One paired cell by name through the core round loop on CUDA if there is one, else CPU.
     ``data``: the common stem of an npz pair (``<stem>-train.npz``) instead of the built-in
     Fashion-MNIST."""
-    server_threads = torch.get_num_threads()  # a ServerApp's: Flower leaves torch's default
+    torch.set_num_threads(1)
     method, partition, seed = next(c for c in cells() if cell_name(*c) == name)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     override = setting(method)
@@ -53,28 +52,23 @@ def run_cell(name: str, rounds: int = ROUNDS, data: str = "") -> dict:
         keys += f" data.dataset=npz data.path={data}-train.npz data.test_path={data}-test.npz"
     cfg = load_config(None, keys).with_clients(FMNIST100.clients)
     t0 = time.perf_counter()
-    fed = build_federation(cfg)  # the server's (spec, test set)
+    fed = build_federation(cfg)
     model, algo = build_server(cfg, fed.train.spec, device)
-    torch.set_num_threads(1)  # from here on as a ClientApp, but for the server's step
-    fed_clients = build_federation(cfg)
     sampling = Sampling(cfg.server.fraction_train, cfg.server.min_train_nodes)
     state, client_states = model.state_dict(), {}
     accuracy, seconds = [], []
     for rnd in range(1, cfg.rounds + 1):
         r0 = time.perf_counter()
         parts = sample_partitions(range(cfg.num_clients), sampling, cfg.seed, rnd, TRAIN)
-        replies = train_clients(cfg, algo, fed_clients, state, rnd, parts, client_states, device)
-        torch.set_num_threads(server_threads)  # thread count changes float sums: as Flower
-        step, _ = aggregate(algo, rnd, replies)
+        step, _ = run_round(cfg, algo, fed, state, rnd, parts, client_states, device)
         state = step.state
         model.load_state_dict(state)
         accuracy.append(float(evaluate(model, fed.test, device=device)["accuracy"]))
-        torch.set_num_threads(1)
         seconds.append(time.perf_counter() - r0)
         if rnd % 10 == 0:
             print(f"{name} round {rnd}: acc {accuracy[-1]:.4f}, {seconds[-1]:.2f} s", flush=True)
     clients = [  # every client, as Flower's final evaluation up to server.final_evaluate
-        float(evaluate(model, fed_clients.client_datasets(pid)[1], device=device)["accuracy"])
+        float(evaluate(model, fed.client_datasets(pid)[1], device=device)["accuracy"])
         for pid in range(cfg.num_clients)
     ]
     return {
