@@ -143,23 +143,6 @@ def run_round(
     device: torch.device,
 ) -> tuple[ServerStep, dict[str, float]]:
     """One round in this process: the sampled ``partitions`` train, the server aggregates."""
-    replies = train_clients(
-        cfg, algorithm, fed, global_state, server_round, partitions, client_states, device
-    )
-    return aggregate(algorithm, server_round, replies)
-
-
-def train_clients(
-    cfg: ExperimentConfig,
-    algorithm: Algorithm,
-    fed: Federation,
-    global_state: StateDict,
-    server_round: int,
-    partitions: Sequence[int],
-    client_states: dict[int, dict[str, StateDict]],
-    device: torch.device,
-) -> list[TrainReply]:
-    """The sampled ``partitions``' replies to one round's train request, in this process."""
     seed = algorithm.setup.run.seed
     config = {SERVER_ROUND: server_round, SEED: seed} | algorithm.train_config(server_round)
     arrays = algorithm.train_arrays(server_round, global_state)
@@ -169,4 +152,4 @@ def train_clients(
         up = client_update(cfg, fed, pid, request, client_states.setdefault(pid, {}), device)
         state = {k: v.detach().cpu() for k, v in up.state.items()}
         replies.append(TrainReply(pid, up.num_examples, state, up.metrics, up.arrays, up.preview))
-    return replies
+    return aggregate(algorithm, server_round, replies)

@@ -61,15 +61,17 @@ class SyntheticBank:
             return init, warm
         assert self.x is not None and self.y is not None and self.rounds is not None
         fresh = server_round - self.rounds <= max_age
+        drawn = None  # with spread: the bank's draw record, updated in place
         if spread:
             fresh &= self.rounds < server_round
             if self.drawn is None:
                 self.drawn = torch.full_like(self.rounds, -1)
+            drawn = self.drawn
         for c in labels.unique().tolist():
             want = torch.nonzero(labels == c).flatten()
             have = torch.nonzero((self.y == c) & fresh).flatten()
-            if spread and self.drawn is not None:
-                taken = self.drawn[have] == server_round
+            if drawn is not None:
+                taken = drawn[have] == server_round
                 have = torch.cat([have[~taken], have[taken]])
             elif len(have) and offset:
                 have = have.roll(-(offset % len(have)))
@@ -77,8 +79,8 @@ class SyntheticBank:
             if k:
                 init[want[:k]] = self.x[have[:k]]
                 warm[want[:k]] = True
-                if spread and self.drawn is not None:
-                    self.drawn[have[:k]] = server_round
+                if drawn is not None:
+                    drawn[have[:k]] = server_round
         return init, warm
 
     def update(self, x: torch.Tensor, y: torch.Tensor, server_round: int) -> None:
