@@ -35,7 +35,7 @@ from fedcore.config import load_config
 ROUNDS, LAST = 50, 10
 PARTITIONS, SEEDS = ("dir0.1", "c2"), (0, 1, 2)
 BASELINES = ("fedavg", "fedprox", "scaffold", "qfedavg", "fedlc")
-METHODS = (*BASELINES, "zdas", "zda", "zdas+fedlc")
+METHODS = (*BASELINES, "zdas", "zda", "zdas+fedlc", "zdas+scaffold")
 RECOMMENDED = "zdas+fedlc"  # level with zda+fedlc in its trial, and cheaper (levers.md)
 OUT = RESULTS / "paired"
 TIMING = RESULTS / "paired_timing.json"

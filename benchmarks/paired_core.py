@@ -34,8 +34,7 @@ from benchmarks.paired import OUT, ROUNDS, cell_name, cells, setting
 from fedcore.config import load_config
 from fedcore.federation import build_federation
 from fedcore.metrics import fairness_summary
-from fedcore.round import build_server, run_round
-from fedcore.sampling import TRAIN, Sampling, sample_partitions
+from fedcore.round import run_rounds
 from fedcore.training import evaluate
 
 
@@ -53,20 +52,13 @@ def run_cell(name: str, rounds: int = ROUNDS, data: str = "") -> dict:
     cfg = load_config(None, keys).with_clients(FMNIST100.clients)
     t0 = time.perf_counter()
     fed = build_federation(cfg)
-    model, algo = build_server(cfg, fed.train.spec, device)
-    sampling = Sampling(cfg.server.fraction_train, cfg.server.min_train_nodes)
-    state, client_states = model.state_dict(), {}
     accuracy, seconds = [], []
-    for rnd in range(1, cfg.rounds + 1):
-        r0 = time.perf_counter()
-        parts = sample_partitions(range(cfg.num_clients), sampling, cfg.seed, rnd, TRAIN)
-        step, _ = run_round(cfg, algo, fed, state, rnd, parts, client_states, device)
-        state = step.state
-        model.load_state_dict(state)
-        accuracy.append(float(evaluate(model, fed.test, device=device)["accuracy"]))
-        seconds.append(time.perf_counter() - r0)
-        if rnd % 10 == 0:
-            print(f"{name} round {rnd}: acc {accuracy[-1]:.4f}, {seconds[-1]:.2f} s", flush=True)
+    for r in run_rounds(cfg, fed, device):
+        accuracy.append(float(evaluate(r.model, fed.test, device=device)["accuracy"]))
+        seconds.append(r.seconds)
+        if r.server_round % 10 == 0:
+            print(f"{name} round {r.server_round}: acc {accuracy[-1]:.4f}", flush=True)
+    model = r.model
     clients = [  # every client, as Flower's final evaluation up to server.final_evaluate
         float(evaluate(model, fed.client_datasets(pid)[1], device=device)["accuracy"])
         for pid in range(cfg.num_clients)

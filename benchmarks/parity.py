@@ -8,6 +8,7 @@ model's test accuracy. Run before and after a change that must not move numbers 
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 
@@ -15,8 +16,8 @@ import torch
 
 from fedcore.config import load_config
 from fedcore.federation import build_federation
-from fedcore.round import build_server, run_round
-from fedcore.sampling import TRAIN, Sampling, sample_partitions
+from fedcore.round import run_rounds
+from fedcore.sampling import Sampling
 from fedcore.training import evaluate
 
 SMALL = (
@@ -32,15 +33,11 @@ def run(algorithm: str, rounds: int = 3) -> list[dict[str, float]]:
     torch.set_num_threads(1)
     cfg = load_config(None, f"algorithm={algorithm} {SMALL}").with_clients(CLIENTS)
     fed = build_federation(cfg)
-    model, algo = build_server(cfg, fed.train.spec, torch.device("cpu"))
-    state, client_states, rows = model.state_dict(), {}, []
-    for rnd in range(1, rounds + 1):
-        parts = sample_partitions(range(CLIENTS), Sampling(0.5), cfg.seed, rnd, TRAIN)
-        step, metrics = run_round(cfg, algo, fed, state, rnd, parts, client_states, "cpu")
-        state = step.state
-        model.load_state_dict(state)
-        metrics = {k: v for k, v in metrics.items() if "seconds" not in k}
-        metrics["test-accuracy"] = float(evaluate(model, fed.test)["accuracy"])
+    loop = run_rounds(cfg, fed, torch.device("cpu"), Sampling(0.5))
+    rows = []
+    for r in itertools.islice(loop, rounds):
+        metrics = {k: v for k, v in r.metrics.items() if "seconds" not in k}
+        metrics["test-accuracy"] = float(evaluate(r.model, fed.test)["accuracy"])
         rows.append({k: round(float(v), 6) for k, v in sorted(metrics.items())})
     return rows
 

@@ -40,6 +40,8 @@ GRID: dict[str, tuple[str, tuple[float, ...]]] = {
     # ZDAS alone beat ZDA on seed 0 of the yardstick: it and its FedLC composition, once each
     "zdas": ("zdas.finetune_lr", (0.001,)),
     "zdas+fedlc": ("fedlc.tau", (8.0,)),
+    # at SCAFFOLD's tuned lr: it beat zdas+fedlc in a 25-round #C=2 trial (levers.md)
+    "zdas+scaffold": ("train.lr", (0.003,)),
 }
 
 

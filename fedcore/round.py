@@ -2,13 +2,15 @@
 aggregation every strategy runs, and a core round loop over both.
 
 :func:`client_update` and :func:`aggregate` are what the Flower adapters call between
-decoding and encoding records; :func:`run_round` chains them in one process (tests, the GPU
-check), with no Flower installed.
+decoding and encoding records; :func:`run_round` chains them in one process and
+:func:`run_rounds` loops it over a whole run (tests, the parity guard, the GPU check, the
+paired cells on a machine without Flower).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,7 @@ from fedcore.experiment import ConfigError, ExperimentConfig
 from fedcore.federation import Federation
 from fedcore.models import build_model
 from fedcore.protocol import SEED, SERVER_ROUND, TrainReply, TrainRequest
+from fedcore.sampling import TRAIN, Sampling, sample_partitions
 from fedcore.seeds import client_seed
 from fedcore.training import LocalData, train_local
 from fedcore.types import StateDict
@@ -153,3 +156,45 @@ def run_round(
         state = {k: v.detach().cpu() for k, v in up.state.items()}
         replies.append(TrainReply(pid, up.num_examples, state, up.metrics, up.arrays, up.preview))
     return aggregate(algorithm, server_round, replies)
+
+
+@dataclass
+class RoundResult:
+    """One round of :func:`run_rounds`: who trained, the server's step and the round's metrics,
+    the global model with the new state loaded, and the round's seconds (train + aggregate)."""
+
+    server_round: int
+    partitions: list[int]
+    step: ServerStep
+    metrics: dict[str, float]
+    model: nn.Module
+    seconds: float
+
+
+def run_rounds(
+    cfg: ExperimentConfig,
+    fed: Federation,
+    device: torch.device,
+    sampling: Sampling | None = None,
+) -> Iterator[RoundResult]:
+    """The core round loop: the seeded server, then ``cfg.rounds`` rounds, each training the
+    clients ``sampling`` draws (default: the config's ``server.fraction_train`` and
+    ``server.min_train_nodes``, the draw the Flower strategies make) and aggregating.
+
+    Each result's ``model`` is the same module, updated in place: copy what must outlive the
+    next round. Client state persists across rounds as in a ClientApp's context.
+    """
+    model, algorithm = build_server(cfg, fed.train.spec, device)
+    if sampling is None:
+        sampling = Sampling(cfg.server.fraction_train, cfg.server.min_train_nodes)
+    state = model.state_dict()
+    client_states: dict[int, dict[str, StateDict]] = {}
+    for rnd in range(1, cfg.rounds + 1):
+        t0 = time.perf_counter()
+        parts = sample_partitions(range(cfg.num_clients), sampling, cfg.seed, rnd, TRAIN)
+        step, metrics = run_round(cfg, algorithm, fed, state, rnd, parts, client_states, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        state = step.state
+        model.load_state_dict(state)
+        yield RoundResult(rnd, parts, step, metrics, model, time.perf_counter() - t0)

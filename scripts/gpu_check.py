@@ -27,8 +27,7 @@ from fedcore.config import load_config
 from fedcore.datasets import load_dataset
 from fedcore.federation import build_federation
 from fedcore.models import build_model
-from fedcore.round import build_server, run_round
-from fedcore.sampling import TRAIN, Sampling, sample_partitions
+from fedcore.round import run_rounds
 from fedcore.schema import nest
 from fedcore.training import TrainConfig, evaluate, train_local
 from inversion import InversionConfig, invert
@@ -83,18 +82,10 @@ def federated(keys: dict, clients: int, device: torch.device) -> dict:
     """A short run through the core round loop on ``device`` (``keys``: dotted config keys)."""
     cfg = load_config(None, nest(keys)).with_clients(clients)
     fed = build_federation(cfg)
-    model, algo = build_server(cfg, fed.train.spec, device)
-    sampling = Sampling(cfg.server.fraction_train, cfg.server.min_train_nodes)
-    state, client_states, seconds, accuracy = model.state_dict(), {}, [], []
-    for rnd in range(1, cfg.rounds + 1):
-        t0 = time.perf_counter()
-        parts = sample_partitions(range(clients), sampling, cfg.seed, rnd, TRAIN)
-        step, _ = run_round(cfg, algo, fed, state, rnd, parts, client_states, device)
-        _sync(device)
-        seconds.append(time.perf_counter() - t0)
-        state = step.state
-        model.load_state_dict(state)
-        accuracy.append(float(evaluate(model, fed.test, device=device)["accuracy"]))
+    seconds, accuracy = [], []
+    for r in run_rounds(cfg, fed, device):
+        seconds.append(r.seconds)
+        accuracy.append(float(evaluate(r.model, fed.test, device=device)["accuracy"]))
     return {"round_seconds": seconds, "accuracy": accuracy}
 
 

@@ -240,6 +240,34 @@ def test_only_new_samples_pay_the_cold_start(teacher, fmnist):
     assert res.teacher_accuracy >= 0.75
 
 
+def test_zdas_gate_keeps_the_average_when_it_already_labels_the_samples(teacher, fmnist):
+    """The average is the client model here, so it labels nearly all samples right: a gate at
+    0.5 keeps it unchanged; without a gate the round fine-tunes and moves it."""
+
+    def make():
+        return build_model("cnn", 1, 10)
+
+    state = {k: v.clone() for k, v in teacher.state_dict().items()}
+    inv = InversionConfig(steps=30, warm_steps=2)
+    outs = {}
+    for gate in (0.0, 0.5):
+        cfg = ZdasConfig(samples_per_client=20, gate_accuracy=gate, inversion=inv)
+        outs[gate] = zdas_round(make, state, [(0, state, None)], cfg, {}, 1, fmnist.train.spec)
+    kept, tuned = outs[0.5], outs[0.0]
+    assert kept.metrics["zdas-average-acc"] >= 0.5 and kept.metrics["zdas-gated"] == 1.0
+    assert "zdas-finetune-steps" not in kept.metrics
+    assert all(torch.equal(kept.state[k], v) for k, v in state.items())
+    assert tuned.metrics["zdas-gated"] == 0.0 and tuned.metrics["zdas-finetune-steps"] > 0
+    assert not torch.equal(tuned.state["classifier.3.weight"], state["classifier.3.weight"])
+    assert len(kept.y) == len(tuned.y) == 20
+
+
+def test_zdas_gate_accuracy_must_be_a_share():
+    assert ZdasConfig(gate_accuracy=1.5).problems("zdas.") == [
+        "zdas.gate_accuracy: must be in [0, 1] (0: fine-tune every round), got 1.5"
+    ]
+
+
 @pytest.mark.slow
 def test_zdas_beats_plain_average_on_c1(fmnist):
     """#C=1: 10 single-class clients; fine-tuning on inverted samples must beat the average."""

@@ -6,7 +6,7 @@ import torch
 from fedcore.algorithms.zdac import OWN_BANK_KEY
 from fedcore.config import load_config
 from fedcore.federation import build_federation
-from fedcore.round import build_server, run_round
+from fedcore.round import build_server, run_round, run_rounds
 from fedcore.sampling import TRAIN, Sampling, sample_partitions
 from fedcore.training import evaluate
 
@@ -59,3 +59,21 @@ def test_full_participation_keeps_pools_per_client():
         state = step.state
     assert metrics["zdas-warm-fraction"] == 1.0 and sorted(zdas.banks) == [0, 1, 2]
     assert all(OWN_BANK_KEY in client_states[p] for p in (0, 1, 2))
+
+
+def test_run_rounds_samples_by_config_and_loads_each_step():
+    cfg = load_config(
+        None,
+        "algorithm=fedavg rounds=2 data.train_subset=600 data.test_subset=100 "
+        "partition.client_test_size=20 server.fraction_train=0.5",
+    ).with_clients(4)
+    fed = build_federation(cfg)
+    seen = []
+    for r in run_rounds(cfg, fed, torch.device("cpu")):
+        assert r.partitions == sample_partitions(
+            range(4), Sampling(0.5), cfg.seed, r.server_round, TRAIN
+        )
+        loaded = r.model.state_dict()
+        assert all(torch.equal(v, loaded[k]) for k, v in r.step.state.items())
+        seen.append(r.server_round)
+    assert seen == [1, 2]

@@ -66,6 +66,7 @@ class ZdasConfig:
     bank_per_class: int = 256  # samples per class the shared bank keeps
     bank_spread: bool = False  # warm starts from earlier rounds' samples, undrawn ones first
     replay_per_class: int = 0  # top each class of the fine-tuning set up to this from the banks
+    gate_accuracy: float = 0.0  # skip fine-tuning when the average labels this share of samples
     inversion: InversionConfig = field(default_factory=lambda: InversionConfig(warm_steps=2))
 
     def problems(self, prefix: str) -> list[str]:
@@ -86,6 +87,11 @@ class ZdasConfig:
                 f"{prefix}kd_weight=0 or {prefix}replay_per_class=0",
             ),
             (self.finetune_epochs >= 0, "finetune_epochs: must be >= 0"),
+            (
+                0 <= self.gate_accuracy <= 1,
+                f"gate_accuracy: must be in [0, 1] (0: fine-tune every round), got "
+                f"{self.gate_accuracy}",
+            ),
             (self.finetune_lr > 0, "finetune_lr: must be > 0"),
             (self.finetune_batch_size >= 2, "finetune_batch_size: must be >= 2 (BatchNorm)"),
             (0 <= self.finetune_momentum < 1, "finetune_momentum: must be in [0, 1)"),
@@ -293,6 +299,16 @@ def zdas_finetune(
     return Finetuned(state, metrics)
 
 
+@torch.no_grad()
+def labelled_share(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device | str
+) -> float:
+    """The share of ``x`` that ``model`` (in eval mode) labels as ``y``."""
+    model.eval()
+    pred = torch.cat([model(xb.to(device)).argmax(1).cpu() for xb in x.split(512)])
+    return float((pred == y).float().mean())
+
+
 def zdas_round(
     make_model: Callable[[], nn.Module],
     averaged: StateDict,
@@ -307,7 +323,12 @@ def zdas_round(
     bank_per_class: int = 0,
 ) -> ZdasOutcome:
     """ZDAS's server step: invert every client model (:func:`zdas_invert`), build the
-    fine-tuning set (:func:`finetune_set`) and fine-tune ``averaged`` on it."""
+    fine-tuning set (:func:`finetune_set`) and fine-tune ``averaged`` on it.
+
+    ``zdas-average-acc`` is the share of the round's samples that ``averaged`` already labels
+    as their target class: a data-free sign of how much of the client models' knowledge the
+    average lacks. At or above ``cfg.gate_accuracy`` (when > 0) the round keeps the average
+    and skips the fine-tuning (``zdas-gated`` 1)."""
     t0 = time.perf_counter()
     student = make_model()
     student.load_state_dict(averaged)
@@ -316,6 +337,12 @@ def zdas_round(
         make_model, clients, cfg, banks, server_round, spec,
         student=student, device=device, seed=seed, bank_per_class=bank_per_class,
     )  # fmt: skip
+    known = labelled_share(student, inv.x, inv.y, device)
+    gated = 0 < cfg.gate_accuracy <= known
+    inv.metrics |= {"zdas-average-acc": known, "zdas-gated": float(gated)}
+    if gated:
+        inv.metrics["zdas-seconds"] = time.perf_counter() - t0
+        return ZdasOutcome(averaged, inv.x, inv.y, inv.metrics, inv.sources)
     data = finetune_set(
         inv, [c[2] for c in clients], cfg, banks, server_round, spec.num_classes,
         device=device, seed=seed,
