@@ -57,7 +57,8 @@ def run_cell(name: str, rounds: int = ROUNDS, data: str = "") -> dict:
         accuracy.append(float(evaluate(r.model, fed.test, device=device)["accuracy"]))
         seconds.append(r.seconds)
         if r.server_round % 10 == 0:
-            print(f"{name} round {r.server_round}: acc {accuracy[-1]:.4f}", flush=True)
+            note = f"acc {accuracy[-1]:.4f}, {seconds[-1]:.2f} s (train + aggregate)"
+            print(f"{name} round {r.server_round}: {note}", flush=True)
     model = r.model
     clients = [  # every client, as Flower's final evaluation up to server.final_evaluate
         float(evaluate(model, fed.client_datasets(pid)[1], device=device)["accuracy"])

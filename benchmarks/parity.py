@@ -17,7 +17,6 @@ import torch
 from fedcore.config import load_config
 from fedcore.federation import build_federation
 from fedcore.round import run_rounds
-from fedcore.sampling import Sampling
 from fedcore.training import evaluate
 
 SMALL = (
@@ -33,9 +32,10 @@ def run(algorithm: str, rounds: int = 3) -> list[dict[str, float]]:
     torch.set_num_threads(1)
     cfg = load_config(None, f"algorithm={algorithm} {SMALL}").with_clients(CLIENTS)
     fed = build_federation(cfg)
-    loop = run_rounds(cfg, fed, torch.device("cpu"), Sampling(0.5))
+    if rounds > cfg.rounds:
+        raise ValueError(f"rounds: at most the config's {cfg.rounds}, got {rounds}")
     rows = []
-    for r in itertools.islice(loop, rounds):
+    for r in itertools.islice(run_rounds(cfg, fed, torch.device("cpu")), rounds):
         metrics = {k: v for k, v in r.metrics.items() if "seconds" not in k}
         metrics["test-accuracy"] = float(evaluate(r.model, fed.test)["accuracy"])
         rows.append({k: round(float(v), 6) for k, v in sorted(metrics.items())})

@@ -172,21 +172,17 @@ class RoundResult:
 
 
 def run_rounds(
-    cfg: ExperimentConfig,
-    fed: Federation,
-    device: torch.device,
-    sampling: Sampling | None = None,
+    cfg: ExperimentConfig, fed: Federation, device: torch.device
 ) -> Iterator[RoundResult]:
     """The core round loop: the seeded server, then ``cfg.rounds`` rounds, each training the
-    clients ``sampling`` draws (default: the config's ``server.fraction_train`` and
-    ``server.min_train_nodes``, the draw the Flower strategies make) and aggregating.
+    clients that ``server.fraction_train`` and ``server.min_train_nodes`` draw (the draw the
+    Flower strategies make) and aggregating.
 
     Each result's ``model`` is the same module, updated in place: copy what must outlive the
     next round. Client state persists across rounds as in a ClientApp's context.
     """
     model, algorithm = build_server(cfg, fed.train.spec, device)
-    if sampling is None:
-        sampling = Sampling(cfg.server.fraction_train, cfg.server.min_train_nodes)
+    sampling = Sampling(cfg.server.fraction_train, cfg.server.min_train_nodes)
     state = model.state_dict()
     client_states: dict[int, dict[str, StateDict]] = {}
     for rnd in range(1, cfg.rounds + 1):

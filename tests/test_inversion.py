@@ -248,18 +248,24 @@ def test_zdas_gate_keeps_the_average_when_it_already_labels_the_samples(teacher,
         return build_model("cnn", 1, 10)
 
     state = {k: v.clone() for k, v in teacher.state_dict().items()}
+    torch.manual_seed(1)
+    fresh = make().state_dict()  # an untrained average labels about a tenth of them
+    before = {k: v.clone() for k, v in state.items()}
     inv = InversionConfig(steps=30, warm_steps=2)
-    outs = {}
-    for gate in (0.0, 0.5):
+
+    def run(average, gate):
         cfg = ZdasConfig(samples_per_client=20, gate_accuracy=gate, inversion=inv)
-        outs[gate] = zdas_round(make, state, [(0, state, None)], cfg, {}, 1, fmnist.train.spec)
-    kept, tuned = outs[0.5], outs[0.0]
+        return zdas_round(make, average, [(0, state, None)], cfg, {}, 1, fmnist.train.spec)
+
+    kept, tuned, opened = run(state, 0.5), run(state, 0.0), run(fresh, 0.5)
     assert kept.metrics["zdas-average-acc"] >= 0.5 and kept.metrics["zdas-gated"] == 1.0
-    assert "zdas-finetune-steps" not in kept.metrics
-    assert all(torch.equal(kept.state[k], v) for k, v in state.items())
+    assert kept.metrics["zdas-finetune-steps"] == 0.0
+    assert all(torch.equal(kept.state[k], v) for k, v in before.items())
     assert tuned.metrics["zdas-gated"] == 0.0 and tuned.metrics["zdas-finetune-steps"] > 0
-    assert not torch.equal(tuned.state["classifier.3.weight"], state["classifier.3.weight"])
-    assert len(kept.y) == len(tuned.y) == 20
+    assert not torch.equal(tuned.state["classifier.3.weight"], before["classifier.3.weight"])
+    assert opened.metrics["zdas-average-acc"] < 0.5 and opened.metrics["zdas-gated"] == 0.0
+    assert opened.metrics["zdas-finetune-steps"] > 0
+    assert len(kept.y) == len(tuned.y) == len(opened.y) == 20
 
 
 def test_zdas_gate_accuracy_must_be_a_share():

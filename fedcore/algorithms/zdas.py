@@ -87,14 +87,14 @@ class ZdasConfig:
                 f"{prefix}kd_weight=0 or {prefix}replay_per_class=0",
             ),
             (self.finetune_epochs >= 0, "finetune_epochs: must be >= 0"),
+            (self.finetune_lr > 0, "finetune_lr: must be > 0"),
+            (self.finetune_batch_size >= 2, "finetune_batch_size: must be >= 2 (BatchNorm)"),
+            (0 <= self.finetune_momentum < 1, "finetune_momentum: must be in [0, 1)"),
             (
                 0 <= self.gate_accuracy <= 1,
                 f"gate_accuracy: must be in [0, 1] (0: fine-tune every round), got "
                 f"{self.gate_accuracy}",
             ),
-            (self.finetune_lr > 0, "finetune_lr: must be > 0"),
-            (self.finetune_batch_size >= 2, "finetune_batch_size: must be >= 2 (BatchNorm)"),
-            (0 <= self.finetune_momentum < 1, "finetune_momentum: must be in [0, 1)"),
         ]
         return out + [prefix + msg for ok, msg in checks if not ok]
 
@@ -126,7 +126,8 @@ class Finetuned:
 
 @dataclass
 class ZdasOutcome:
-    """One ZDAS round: the fine-tuned state, the round's samples, and diagnostics."""
+    """One ZDAS round: the new global state (fine-tuned, or the average when gated), the
+    round's samples, and diagnostics."""
 
     state: StateDict
     x: torch.Tensor
@@ -328,7 +329,8 @@ def zdas_round(
     ``zdas-average-acc`` is the share of the round's samples that ``averaged`` already labels
     as their target class: a data-free sign of how much of the client models' knowledge the
     average lacks. At or above ``cfg.gate_accuracy`` (when > 0) the round keeps the average
-    and skips the fine-tuning (``zdas-gated`` 1)."""
+    and skips the fine-tuning (``zdas-gated`` 1, no steps). With ``inversion.adi`` > 0 the
+    samples are made to split the average from the client models, so the share reads low."""
     t0 = time.perf_counter()
     student = make_model()
     student.load_state_dict(averaged)
@@ -341,6 +343,7 @@ def zdas_round(
     gated = 0 < cfg.gate_accuracy <= known
     inv.metrics |= {"zdas-average-acc": known, "zdas-gated": float(gated)}
     if gated:
+        inv.metrics |= {"zdas-finetune-steps": 0.0, "zdas-replayed": 0.0}
         inv.metrics["zdas-seconds"] = time.perf_counter() - t0
         return ZdasOutcome(averaged, inv.x, inv.y, inv.metrics, inv.sources)
     data = finetune_set(
