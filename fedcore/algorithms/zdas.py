@@ -33,10 +33,10 @@ from fedcore.algorithms.base import (
     batchnorm_problems,
     inversion_side_problems,
 )
-from fedcore.data import DataSpec
-from fedcore.protocol import LABEL_COUNTS, SHARE_LABEL_COUNTS, TrainReply
+from fedcore.data import ArrayDataset, DataSpec
+from fedcore.protocol import LABEL_COUNTS, SHARE_LABEL_COUNTS, TrainReply, number
 from fedcore.seeds import ZDAS_MODEL, ZDAS_ROUND, derive_seed
-from fedcore.training import Objective, Samples, TrainConfig, sgd_train
+from fedcore.training import Objective, Samples, TrainConfig, evaluate, sgd_train
 from fedcore.types import StateDict
 from inversion import InversionConfig, SyntheticBank, invert_with_bank, labels_for, nearest_rms
 from inversion.allocation import proportional_counts
@@ -300,16 +300,6 @@ def zdas_finetune(
     return Finetuned(state, metrics)
 
 
-@torch.no_grad()
-def labelled_share(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device | str
-) -> float:
-    """The share of ``x`` that ``model`` (in eval mode) labels as ``y``."""
-    model.eval()
-    pred = torch.cat([model(xb.to(device)).argmax(1).cpu() for xb in x.split(512)])
-    return float((pred == y).float().mean())
-
-
 def zdas_round(
     make_model: Callable[[], nn.Module],
     averaged: StateDict,
@@ -339,22 +329,23 @@ def zdas_round(
         make_model, clients, cfg, banks, server_round, spec,
         student=student, device=device, seed=seed, bank_per_class=bank_per_class,
     )  # fmt: skip
-    known = labelled_share(student, inv.x, inv.y, device)
+    pool = ArrayDataset(inv.x, inv.y, spec.mean, spec.std, spec.classes)
+    known = number(evaluate(student, pool, device=device)["accuracy"])
     gated = 0 < cfg.gate_accuracy <= known
-    inv.metrics |= {"zdas-average-acc": known, "zdas-gated": float(gated)}
+    metrics = inv.metrics | {"zdas-average-acc": known, "zdas-gated": float(gated)}
     if gated:
-        inv.metrics |= {"zdas-finetune-steps": 0.0, "zdas-replayed": 0.0}
-        inv.metrics["zdas-seconds"] = time.perf_counter() - t0
-        return ZdasOutcome(averaged, inv.x, inv.y, inv.metrics, inv.sources)
-    data = finetune_set(
-        inv, [c[2] for c in clients], cfg, banks, server_round, spec.num_classes,
-        device=device, seed=seed,
-    )  # fmt: skip
-    out = zdas_finetune(student, data, cfg, device=device, seed=seed)
-    metrics = inv.metrics | out.metrics
-    metrics["zdas-replayed"] = float(len(data.y) - len(inv.y))
+        state = averaged
+        metrics |= {"zdas-finetune-steps": 0.0, "zdas-replayed": 0.0}
+    else:
+        data = finetune_set(
+            inv, [c[2] for c in clients], cfg, banks, server_round, spec.num_classes,
+            device=device, seed=seed,
+        )  # fmt: skip
+        out = zdas_finetune(student, data, cfg, device=device, seed=seed)
+        state, metrics = out.state, metrics | out.metrics
+        metrics["zdas-replayed"] = float(len(data.y) - len(inv.y))
     metrics["zdas-seconds"] = time.perf_counter() - t0
-    return ZdasOutcome(out.state, inv.x, inv.y, metrics, inv.sources)
+    return ZdasOutcome(state, inv.x, inv.y, metrics, inv.sources)
 
 
 class LabelCountsHook(ClientHook):
