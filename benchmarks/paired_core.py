@@ -13,6 +13,7 @@ once; a deadline stops the pool, keeps what finished and exits with 3.
     python -m scripts.gpu_check --prepare --full                    # the data as an npz pair
     python -m benchmarks.paired_core --methods fedprox,scaffold --workers 16 \\
         --data benchmarks/results/work/gpu/full --out cells.jsonl --deadline 540
+    python -m benchmarks.paired_core --adopt cells.jsonl     # into benchmarks/results/paired
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from benchmarks.fmnist100 import FMNIST100
-from benchmarks.paired import OUT, ROUNDS, cell_name, cells, setting
+from benchmarks.paired import OUT, ROUNDS, cell_name, cells, is_current, setting
 from fedcore.config import load_config
 from fedcore.federation import build_federation
 from fedcore.metrics import fairness_summary
@@ -38,15 +39,15 @@ from fedcore.round import run_rounds
 from fedcore.training import evaluate
 
 
-def run_cell(name: str, rounds: int = ROUNDS, data: str = "") -> dict:
+def run_cell(name: str, rounds: int = ROUNDS, data: str = "", extra: str = "") -> dict:
     """One paired cell by name through the core round loop on CUDA if there is one, else CPU.
     ``data``: the common stem of an npz pair (``<stem>-train.npz``) instead of the built-in
-    Fashion-MNIST."""
+    Fashion-MNIST. ``extra``: run-config overrides after the cell's own (a lever trial)."""
     torch.set_num_threads(1)
     method, partition, seed = next(c for c in cells() if cell_name(*c) == name)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     override = setting(method)
-    keys = f"{FMNIST100.overrides(method, partition, seed, rounds)} {override}"
+    keys = f"{FMNIST100.overrides(method, partition, seed, rounds)} {override} {extra}".strip()
     if data:
         keys += f" data.dataset=npz data.path={data}-train.npz data.test_path={data}-test.npz"
     cfg = load_config(None, keys).with_clients(FMNIST100.clients)
@@ -71,6 +72,7 @@ def run_cell(name: str, rounds: int = ROUNDS, data: str = "") -> dict:
         "rounds": rounds,
         "data": data or "fashion-mnist",
         "setting": override,
+        "extra": extra,
         "command": keys,
         "path": "core round loop (benchmarks.paired_core)",
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
@@ -93,7 +95,13 @@ def check(name: str, rounds: int, data: str = "") -> None:
 
 
 def run_pool(
-    names: list[str], rounds: int, workers: int, data: str, out: Path, deadline: float
+    names: list[str],
+    rounds: int,
+    workers: int,
+    data: str,
+    out: Path,
+    deadline: float,
+    extra: str = "",
 ) -> None:
     """Run ``names`` in ``workers`` processes, appending each finished cell to ``out`` (a
     cell already there with the same rounds and data, and no error, is skipped)."""
@@ -104,11 +112,14 @@ def run_pool(
         done = {
             r["cell"]
             for r in rows
-            if "error" not in r and r.get("rounds") == rounds and r.get("data") == want
+            if "error" not in r
+            and r.get("rounds") == rounds
+            and r.get("data") == want
+            and r.get("extra", "") == extra
         }
     todo = [n for n in names if n not in done]
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-    futures = {pool.submit(run_cell, n, rounds, data): n for n in todo}
+    futures = {pool.submit(run_cell, n, rounds, data, extra): n for n in todo}
     pending = set(futures)
     while pending:
         left = deadline - (time.monotonic() - t0)
@@ -131,9 +142,31 @@ def run_pool(
     pool.shutdown()
 
 
+def adopt(path: Path) -> list[str]:
+    """Save the full-length, error-free cells of a JSON-lines file (``run_pool``'s) as the
+    paired comparison's cells, unless a cell of the current pick is already there; returns
+    the names saved. The cell keeps its ``path`` and ``device``, which the report shows."""
+    saved = []
+    for line in path.read_text().splitlines():
+        row = json.loads(line) if line.strip() else {}
+        name = row.get("cell", "")
+        if "error" in row or row.get("rounds") != ROUNDS or row.get("extra", ""):
+            continue
+        if row.get("setting") != setting(row["algorithm"]):
+            print(f"not adopted: {name} ran {row.get('setting')!r}, not the current pick")
+            continue
+        out = OUT / f"{name}.json"
+        if out.is_file() and is_current(json.loads(out.read_text())):
+            continue
+        out.write_text(json.dumps(row, indent=2))
+        saved.append(name)
+    return saved
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", default="", help="a cell name: compare with its Flower cell")
+    ap.add_argument("--adopt", type=Path, help="save a JSON-lines file's cells as paired cells")
     ap.add_argument("--rounds", type=int, default=0, help="default: 2 with --check, else 50")
     ap.add_argument("--methods", default="", help="comma-separated; default: all")
     ap.add_argument("--cells", default="", help="comma-separated cell names (not --methods)")
@@ -141,7 +174,11 @@ def main() -> None:
     ap.add_argument("--data", default="", help="npz pair stem (<stem>-train.npz, -test.npz)")
     ap.add_argument("--out", type=Path, default=Path("paired_core.jsonl"))
     ap.add_argument("--deadline", type=float, default=1e9, help="seconds, then stop")
+    ap.add_argument("--extra", default="", help="overrides after the cell's own (a lever trial)")
     a = ap.parse_args()
+    if a.adopt:
+        print("adopted:", ", ".join(adopt(a.adopt)) or "none")
+        return
     if a.check:
         check(a.check, a.rounds or 2, a.data)
         return
@@ -154,7 +191,7 @@ def main() -> None:
         names = a.cells.split(",")
         if unknown := set(names) - {cell_name(*c) for c in cells()}:
             ap.error(f"no cells {sorted(unknown)}; see python -m benchmarks.paired --list")
-    run_pool(names, a.rounds or ROUNDS, a.workers, a.data, a.out, a.deadline)
+    run_pool(names, a.rounds or ROUNDS, a.workers, a.data, a.out, a.deadline, a.extra)
 
 
 if __name__ == "__main__":

@@ -40,9 +40,12 @@ GRID: dict[str, tuple[str, tuple[float, ...]]] = {
     # ZDAS alone beat ZDA on seed 0 of the yardstick: it and its FedLC composition, once each
     "zdas": ("zdas.finetune_lr", (0.001,)),
     "zdas+fedlc": ("fedlc.tau", (8.0,)),
-    # at SCAFFOLD's tuned lr: it beat zdas+fedlc in a 25-round #C=2 trial (levers.md)
-    "zdas+scaffold": ("train.lr", (0.003,)),
+    # at SCAFFOLD's tuned lr (FIXED): it beat zdas+fedlc in a 25-round #C=2 trial; a lower
+    # fine-tuning lr led in 20-round #C=2 trials on a GPU (levers.md)
+    "zdas+scaffold": ("zdas.finetune_lr", (0.0003, 0.001)),
 }
+# settings every trial of a method shares, before its knob (a composition's baseline pick)
+FIXED: dict[str, str] = {"zdas+scaffold": "train.lr=0.003"}
 
 
 def trials(only: list[str] | None = None) -> list[tuple[str, str, float]]:
@@ -54,16 +57,23 @@ def cell_name(method: str, key: str, value: float) -> str:
     return f"{method}-{key}={value:g}"
 
 
+def knob_setting(method: str, key: str, value: float) -> str:
+    """The overrides of one trial: the method's fixed settings, then its knob."""
+    return f"{FIXED.get(method, '')} {key}={value:g}".strip()
+
+
 def command(method: str, key: str, value: float) -> str:
     """The run-config of one trial, as `scripts/run.sh` would take it."""
-    return FMNIST100.overrides(method, PARTITION, SEED, ROUNDS) + f" {key}={value:g}"
+    return (
+        FMNIST100.overrides(method, PARTITION, SEED, ROUNDS)
+        + f" {knob_setting(method, key, value)}"
+    )
 
 
 def run(method: str, key: str, value: float) -> dict:
     """One trial: the yardstick's settings with the knob set, through `flwr run .`."""
-    yard = dataclasses.replace(
-        FMNIST100, method_overrides=f"{FMNIST100.method_overrides} {key}={value:g}"
-    )
+    extra = knob_setting(method, key, value)
+    yard = dataclasses.replace(FMNIST100, method_overrides=f"{FMNIST100.method_overrides} {extra}")
     work = RESULTS / "work" / "tuning" / cell_name(method, key, value)
     work.mkdir(parents=True, exist_ok=True)
     row = run_federated(yard, method, PARTITION, SEED, ROUNDS, False, work)

@@ -86,3 +86,27 @@ def test_quick_matrix_runs_resumes_and_reports(tmp_path):
     md = (tmp_path / "fmnist10.md").read_text()
     assert "| c1 | zdas |" in md and "Not run yet" in md
     assert (tmp_path / "fmnist10_accuracy.png").is_file()
+
+
+def test_adopt_saves_only_full_cells_of_the_current_pick(tmp_path, monkeypatch):
+    import benchmarks.paired_core as core
+    from benchmarks.paired import ROUNDS, is_current, setting
+
+    monkeypatch.setattr(core, "OUT", tmp_path)
+    pick = setting("fedlc")
+    row = {"algorithm": "fedlc", "partition": "c2", "seed": 1, "rounds": ROUNDS, "setting": pick}
+    rows = [
+        row | {"cell": "fedlc-c2-s1"},
+        row | {"cell": "fedlc-c2-s2", "seed": 2, "setting": "fedlc.tau=0.5"},  # an old pick
+        row | {"cell": "fedlc-dir0.1-s1", "partition": "dir0.1", "rounds": 2},  # too short
+        row | {"cell": "fedlc-dir0.1-s2", "partition": "dir0.1", "extra": "train.lr=0.1"},
+        row | {"cell": "fedavg-c2-s1", "algorithm": "fedavg", "error": "RuntimeError: x"},
+    ]
+    jsonl = tmp_path / "cells.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert core.adopt(jsonl) == ["fedlc-c2-s1"]
+    assert core.adopt(jsonl) == []  # already there
+    assert json.loads((tmp_path / "fedlc-c2-s1.json").read_text())["seed"] == 1
+    # the same configuration spelt otherwise is current; another value is not
+    assert is_current(row | {"setting": f"{pick} train.lr=0.01"})  # 0.01 is the default
+    assert not is_current(row | {"setting": "fedlc.tau=0.5"})
