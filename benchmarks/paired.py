@@ -5,8 +5,9 @@ round for every method, so differences are paired by seed).
 Each method runs at its pick from ``benchmarks/results/tuning/`` (the best mean accuracy of
 the last 10 rounds; read at run time, recorded in every cell). The federation is the
 FMNIST-100 yardstick's. Cells are saved in ``benchmarks/results/paired/`` and skipped on the
-next start. A FedAvg or ZDA cell of the FMNIST-100 yardstick (``cells100/``) is taken over
-when the pick is that method's default (the same run-config): it says so in ``reused_from``.
+next start; a cell of an earlier pick is rerun and left out of the report. A FedAvg or ZDA
+cell of the FMNIST-100 yardstick (``cells100/``) is taken over when the pick is that
+method's default (the same run-config): it says so in ``reused_from``.
 
     .venv/bin/python -m benchmarks.paired [--cell fedlc-dir0.1-s0] [--list]
     .venv/bin/python -m benchmarks.paired --timing fedavg,fedlc,zda+fedlc  # back to back
@@ -31,7 +32,7 @@ from benchmarks.report import mean_std, rounds_to_reach
 from benchmarks.tuning import OUT as TUNING
 from benchmarks.tuning import knob_setting
 from benchmarks.yardstick import RESULTS
-from fedcore.config import load_config
+from fedcore.config import ConfigError, load_config
 
 ROUNDS, LAST = 50, 10
 PARTITIONS, SEEDS = ("dir0.1", "c2"), (0, 1, 2)
@@ -69,12 +70,17 @@ def is_default(override: str) -> bool:
 
 
 def is_current(row: dict) -> bool:
-    """Whether a saved cell ran its method's current pick (the same configuration, however
-    the overrides were spelt); a cell from an earlier pick is rerun and left out."""
-    now = setting(row["algorithm"])
-    return row.get("setting", "") == now or load_config(None, row.get("setting", "")) == (
-        load_config(None, now)
-    )
+    """Whether a saved cell ran its method's current pick: the same run-config in the cell's
+    own federation, however the overrides were spelt (a setting that no longer parses is
+    not current); a cell from an earlier pick is rerun and left out."""
+    now, then = setting(row["algorithm"]), row.get("setting", "")
+    if then == now:
+        return True
+    base = FMNIST100.overrides(row["algorithm"], row["partition"], row["seed"], ROUNDS)
+    try:
+        return load_config(None, f"{base} {then}") == load_config(None, f"{base} {now}")
+    except ConfigError:
+        return False
 
 
 def cell_name(method: str, partition: str, seed: int) -> str:

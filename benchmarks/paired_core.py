@@ -104,7 +104,8 @@ def run_pool(
     extra: str = "",
 ) -> None:
     """Run ``names`` in ``workers`` processes, appending each finished cell to ``out`` (a
-    cell already there with the same rounds and data, and no error, is skipped)."""
+    cell already there with the same rounds, data, extra and current pick, and no error, is
+    skipped)."""
     t0, done = time.monotonic(), set()
     if out.is_file():
         rows = [json.loads(x) for x in out.read_text().splitlines() if x.strip()]
@@ -116,6 +117,7 @@ def run_pool(
             and r.get("rounds") == rounds
             and r.get("data") == want
             and r.get("extra", "") == extra
+            and is_current(r)
         }
     todo = [n for n in names if n not in done]
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
@@ -143,16 +145,21 @@ def run_pool(
 
 
 def adopt(path: Path) -> list[str]:
-    """Save the full-length, error-free cells of a JSON-lines file (``run_pool``'s) as the
-    paired comparison's cells, unless a cell of the current pick is already there; returns
-    the names saved. The cell keeps its ``path`` and ``device``, which the report shows."""
+    """Save the full-length, error-free cells of a JSON-lines file (``run_pool``'s) on the
+    full Fashion-MNIST training set (built in, or a ``--full`` npz) as the paired
+    comparison's cells, unless a cell of the current pick is already there; returns the
+    names saved. The cell keeps its ``path`` and ``device``, which the report shows."""
     saved = []
     for line in path.read_text().splitlines():
         row = json.loads(line) if line.strip() else {}
         name = row.get("cell", "")
         if "error" in row or row.get("rounds") != ROUNDS or row.get("extra", ""):
             continue
-        if row.get("setting") != setting(row["algorithm"]):
+        data = row.get("data", "")
+        if data != "fashion-mnist" and Path(data).name != "full":
+            print(f"not adopted: {name} ran on {data!r}, not the full training set")
+            continue
+        if not is_current(row):
             print(f"not adopted: {name} ran {row.get('setting')!r}, not the current pick")
             continue
         out = OUT / f"{name}.json"

@@ -95,18 +95,28 @@ def test_adopt_saves_only_full_cells_of_the_current_pick(tmp_path, monkeypatch):
     monkeypatch.setattr(core, "OUT", tmp_path)
     pick = setting("fedlc")
     row = {"algorithm": "fedlc", "partition": "c2", "seed": 1, "rounds": ROUNDS, "setting": pick}
+    row["data"] = "fashion-mnist"
     rows = [
         row | {"cell": "fedlc-c2-s1"},
         row | {"cell": "fedlc-c2-s2", "seed": 2, "setting": "fedlc.tau=0.5"},  # an old pick
         row | {"cell": "fedlc-dir0.1-s1", "partition": "dir0.1", "rounds": 2},  # too short
         row | {"cell": "fedlc-dir0.1-s2", "partition": "dir0.1", "extra": "train.lr=0.1"},
-        row | {"cell": "fedavg-c2-s1", "algorithm": "fedavg", "error": "RuntimeError: x"},
+        row | {"cell": "fedlc-c2-s0", "seed": 0, "error": "RuntimeError: x"},
+        row | {"cell": "fedlc-dir0.1-s0", "partition": "dir0.1", "seed": 0, "data": "gpu/fmnist"},
+        row | {"cell": "fedlc-c2-s0", "seed": 0, "data": "gpu/full"},  # the full npz pair
     ]
     jsonl = tmp_path / "cells.jsonl"
     jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert core.adopt(jsonl) == ["fedlc-c2-s1"]
+    assert core.adopt(jsonl) == ["fedlc-c2-s1", "fedlc-c2-s0"]
     assert core.adopt(jsonl) == []  # already there
     assert json.loads((tmp_path / "fedlc-c2-s1.json").read_text())["seed"] == 1
-    # the same configuration spelt otherwise is current; another value is not
+    assert json.loads((tmp_path / "fedlc-c2-s0.json").read_text())["data"] == "gpu/full"
+    # the same configuration spelt otherwise is current; another value, or a key that no
+    # longer exists, is not
     assert is_current(row | {"setting": f"{pick} train.lr=0.01"})  # 0.01 is the default
     assert not is_current(row | {"setting": "fedlc.tau=0.5"})
+    assert not is_current(row | {"setting": f"{pick} no.such_key=1"})
+    # a composition's fixed settings are part of its pick
+    scaffold = row | {"algorithm": "zdas+scaffold", "setting": setting("zdas+scaffold")}
+    assert is_current(scaffold)
+    assert not is_current(scaffold | {"setting": "train.lr=0.1"})
