@@ -294,14 +294,14 @@ def main() -> None:
                 continue
             print(f"run  {path.stem} ...", flush=True)
             path.write_text(json.dumps(run(*c), indent=2))  # saved at once: resumable
-    rows = [
-        json.loads(p.read_text()) for c in cells() if (p := OUT / f"{cell_name(*c)}.json").is_file()
-    ]
-    if stale := [
-        f"{r['algorithm']}-{r['partition']}-s{r['seed']}" for r in rows if not is_current(r)
-    ]:
+    saved = {
+        cell_name(*c): json.loads(p.read_text())
+        for c in cells()
+        if (p := OUT / f"{cell_name(*c)}.json").is_file()
+    }
+    if stale := [name for name, r in saved.items() if not is_current(r)]:
         print(f"left out (run at an earlier pick): {', '.join(stale)}")
-        rows = [r for r in rows if is_current(r)]
+    rows = [r for name, r in saved.items() if name not in stale]
     times = json.loads(TIMING.read_text()) if TIMING.is_file() else None
     summ = summary(rows, times)
     (RESULTS / "paired.json").write_text(json.dumps(summ | {"timing": times}, indent=2))
