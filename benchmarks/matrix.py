@@ -25,6 +25,7 @@ from benchmarks.yardstick import ALGORITHMS, RESULTS, ROOT, Yardstick
 from fedcore.config import load_config
 from fedcore.datasets import load_dataset
 from fedcore.models import build_model
+from fedcore.provenance import platform_info
 from fedcore.training import TrainConfig, evaluate, train_local
 from scripts.simulate import simulate
 
@@ -53,6 +54,7 @@ def run_federated(
         raise RuntimeError(f"cell {algorithm}/{partition}/{seed} failed; see {workdir}/flwr.log")
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     last = rows[-1]
+    platform = json.loads((run_dir / "meta.json").read_text()).get("platform")
     # Inversion time per round: the clients' ZDAC inversions, the server's ZDAS inversions
     # and the server's ZDAC bank.
     inv = [
@@ -77,6 +79,7 @@ def run_federated(
         "accuracy_per_round": [r["global_accuracy"] for r in rows],
         "round_seconds": [r["round_seconds"] for r in rows],
         "wall_seconds": time.perf_counter() - t0,
+        "platform": platform,
         "run_dir": str(run_dir.relative_to(ROOT)) if run_dir.is_relative_to(ROOT) else str(run_dir),
     }
 
@@ -115,6 +118,7 @@ def run_centralized(yard: Yardstick, rounds: int, quick: bool) -> dict:
         "inversion_seconds_per_round": 0.0,
         "rounds_to_fedavg_final": None,
         "accuracy_per_round": accs,
+        "platform": platform_info(),
     }
 
 

@@ -35,6 +35,7 @@ from benchmarks.paired import OUT, ROUNDS, cell_name, cells, is_current, setting
 from fedcore.config import load_config
 from fedcore.federation import build_federation
 from fedcore.metrics import fairness_summary
+from fedcore.provenance import platform_info
 from fedcore.round import run_rounds
 from fedcore.training import evaluate
 
@@ -43,47 +44,51 @@ def run_cell(name: str, rounds: int = ROUNDS, data: str = "", extra: str = "") -
     """One paired cell by name through the core round loop on CUDA if there is one, else CPU.
     ``data``: the common stem of an npz pair (``<stem>-train.npz``) instead of the built-in
     Fashion-MNIST. ``extra``: run-config overrides after the cell's own (a lever trial)."""
-    torch.set_num_threads(1)
     method, partition, seed = next(c for c in cells() if cell_name(*c) == name)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     override = setting(method)
     keys = f"{FMNIST100.overrides(method, partition, seed, rounds)} {override} {extra}".strip()
     if data:
         keys += f" data.dataset=npz data.path={data}-train.npz data.test_path={data}-test.npz"
-    cfg = load_config(None, keys).with_clients(FMNIST100.clients)
+    row = {"algorithm": method, "partition": partition, "seed": seed, "rounds": rounds,
+           "data": data or "fashion-mnist", "setting": override, "extra": extra}  # fmt: skip
+    return row | core_run(keys, FMNIST100.clients)
+
+
+def core_run(keys: str, clients: int, every: int = 10) -> dict:
+    """One run-config (``keys``) on ``clients`` clients through the core round loop, at one
+    torch thread: the global model evaluated on the test set every round and, after the
+    last round, on every client's own test set, as the Flower run's final federated
+    evaluation does. Progress is printed every ``every`` rounds."""
+    torch.set_num_threads(1)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = load_config(None, keys).with_clients(clients)
     t0 = time.perf_counter()
     fed = build_federation(cfg)
     accuracy, seconds = [], []
     for r in run_rounds(cfg, fed, device):
         accuracy.append(float(evaluate(r.model, fed.test, device=device)["accuracy"]))
         seconds.append(r.seconds)
-        if r.server_round % 10 == 0:
+        if r.server_round % every == 0:
             note = f"acc {accuracy[-1]:.4f}, {seconds[-1]:.2f} s (train + aggregate)"
-            print(f"{name} round {r.server_round}: {note}", flush=True)
+            print(f"{cfg.name} s{cfg.seed} round {r.server_round}: {note}", flush=True)
     model = r.model
-    clients = [  # every client, as Flower's final evaluation up to server.final_evaluate
+    clients_acc = [  # every client, as Flower's final evaluation up to server.final_evaluate
         float(evaluate(model, fed.client_datasets(pid)[1], device=device)["accuracy"])
         for pid in range(cfg.num_clients)
     ]
     return {
-        "algorithm": method,
-        "partition": partition,
-        "seed": seed,
-        "rounds": rounds,
-        "data": data or "fashion-mnist",
-        "setting": override,
-        "extra": extra,
         "command": keys,
         "path": "core round loop (benchmarks.paired_core)",
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
+        "platform": platform_info(),
         "final_accuracy": accuracy[-1],
         "accuracy_per_round": accuracy,
         "round_seconds": seconds,
         "seconds_per_round": float(np.mean(seconds)),
         "wall_seconds": time.perf_counter() - t0,
-        **fairness_summary(clients),
-        "client_accuracies": clients,
+        **fairness_summary(clients_acc),
+        "client_accuracies": clients_acc,
     }
 
 

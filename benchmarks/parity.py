@@ -16,6 +16,7 @@ import torch
 
 from fedcore.config import load_config
 from fedcore.federation import build_federation
+from fedcore.provenance import platform_kind
 from fedcore.round import run_rounds
 from fedcore.training import evaluate
 
@@ -44,5 +45,5 @@ def run(algorithm: str, rounds: int = 3) -> list[dict[str, float]]:
 
 if __name__ == "__main__":
     names = sys.argv[1:] or ["fedavg", "scaffold", "zda"]
-    json.dump({n: run(n) for n in names}, sys.stdout, indent=1)
+    json.dump({"platform": platform_kind(), **{n: run(n) for n in names}}, sys.stdout, indent=1)
     sys.stdout.write("\n")

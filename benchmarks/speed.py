@@ -27,6 +27,7 @@ from benchmarks.fmnist10 import RESULTS, run_federated
 from benchmarks.studies.inversion_speed import train_throughput
 from fedcore.datasets import load_dataset
 from fedcore.models import build_model
+from fedcore.provenance import platform_info
 from fedcore.training import TrainConfig, evaluate, train_local
 from inversion import InversionConfig, invert
 
@@ -138,6 +139,7 @@ def main() -> None:
         "amortised_seconds": amort_s,
         "student_sample_steps": student_steps,
     }
+    out["platform"] = platform_info()
     print(json.dumps(out, indent=2), flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(out, indent=2))

@@ -15,6 +15,7 @@ import torch
 
 from fedcore.config import ExperimentConfig
 from fedcore.plots import plot_accuracy, plot_client_spread
+from fedcore.provenance import platform_info
 
 
 def atomic_torch_save(obj: Any, path: Path) -> Path:
@@ -62,6 +63,7 @@ class RunDir:
                 "torch": torch.__version__,
                 "cuda": torch.cuda.is_available(),
                 "pid": os.getpid(),
+                "platform": platform_info(),  # the ServerApp's process: where numbers held
             },
         )
 

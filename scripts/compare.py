@@ -40,6 +40,7 @@ def summarise(run_dir: Path) -> dict:
         "seconds_per_round": sum(r["round_seconds"] for r in rows) / len(rows),
         "accuracy_per_round": [r["global_accuracy"] for r in rows],
         "client_accuracies": last.get("client_accuracies") or [],
+        "platform": json.loads((run_dir / "meta.json").read_text()).get("platform"),
     }
 
 
