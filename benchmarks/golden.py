@@ -1,0 +1,118 @@
+"""The golden numbers: README command 1's federation (``configs/compare.toml``: 100 clients,
+Dirichlet 0.1, 10 sampled per round, 5 local epochs) for 2 rounds of FedAvg and ZDAS, in
+reproducible mode, through Flower and through the core round loop.
+
+``--write`` runs both paths, refuses when they differ, and writes ``tests/golden/demo.json``
+(per round: global accuracy and loss; after the last round: every client's accuracy);
+``tests/test_golden.py`` (slow tier) runs the Flower path and asserts the numbers exactly.
+A change that must move them rewrites the file in the same commit, saying why.
+
+    FEDZDA_REPRODUCIBLE=1 .venv/bin/python -m benchmarks.golden --write
+    FEDZDA_REPRODUCIBLE=1 .venv/bin/python -m benchmarks.golden          # compare only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.matrix import code_version
+from benchmarks.yardstick import ROOT
+from fedcore import reproducible
+from fedcore.federation import build_federation
+from fedcore.provenance import platform_info
+from fedcore.round import run_rounds
+from fedcore.runconfig import run_config_file
+from fedcore.training import evaluate
+from scripts.simulate import simulate
+
+EXPERIMENT = ROOT / "configs" / "compare.toml"
+GOLDEN = ROOT / "tests" / "golden" / "demo.json"
+METHODS, ROUNDS, CLIENTS = ("fedavg", "zdas"), 2, 100
+
+
+def overrides(method: str) -> str:
+    return f"algorithm={method} rounds={ROUNDS}"
+
+
+def core(method: str) -> dict:
+    """The run through the core round loop (this process, one thread)."""
+    cfg = run_config_file(EXPERIMENT, overrides(method), ROOT)[1].with_clients(CLIENTS)
+    fed = build_federation(cfg)
+    device, rows, t0 = torch.device("cpu"), [], time.perf_counter()
+    for r in run_rounds(cfg, fed, device):
+        ev = evaluate(r.model, fed.test, device=device)
+        rows.append({"accuracy": float(ev["accuracy"]), "loss": float(ev["loss"])})
+    clients = [
+        float(evaluate(r.model, fed.client_datasets(p)[1], device=device)["accuracy"])
+        for p in range(CLIENTS)
+    ]
+    return {"rounds": rows, "client_accuracies": clients, "seconds": time.perf_counter() - t0}
+
+
+def flower(method: str, home: Path) -> dict:
+    """The run through `flwr run .` (Flower's simulation engine, a private SuperLink)."""
+    run_dir = home / f"run-{method}"
+    t0 = time.perf_counter()
+    proc = simulate(f"{overrides(method)} output.dir={run_dir}", CLIENTS, home / "flwr",
+                    experiment=EXPERIMENT)  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"flwr run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {
+        "rounds": [{"accuracy": r["global_accuracy"], "loss": r["global_loss"]} for r in rows],
+        "client_accuracies": rows[-1]["client_accuracies"],
+        "seconds": time.perf_counter() - t0,
+        "platform": json.loads((run_dir / "meta.json").read_text())["platform"],
+    }
+
+
+def numbers(run: dict) -> dict:
+    """What must match exactly (seconds and platform left out)."""
+    return {"rounds": run["rounds"], "client_accuracies": run["client_accuracies"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--write", action="store_true", help=f"write {GOLDEN.relative_to(ROOT)}")
+    a = ap.parse_args()
+    if not reproducible.enabled():
+        print(f"run with {reproducible.ENV}=1 (the golden numbers hold in reproducible mode)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    golden = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {}
+    out: dict = {"experiment": str(EXPERIMENT.relative_to(ROOT)), "clients": CLIENTS,
+                 "platform": platform_info(), "code": code_version(), "methods": {}}  # fmt: skip
+    ok, paths_agree = True, True
+    with tempfile.TemporaryDirectory() as tmp:
+        for m in METHODS:
+            c, f = core(m), flower(m, Path(tmp))
+            same = numbers(c) == numbers(f)
+            known = golden.get("methods", {}).get(m)
+            agrees = known is None or numbers(known) == numbers(f)
+            ok &= same and agrees
+            paths_agree &= same
+            print(f"{m}: core {c['seconds']:.0f} s, flower {f['seconds']:.0f} s; accuracy per "
+                  f"round {[r['accuracy'] for r in f['rounds']]}; core == flower: {same}; "
+                  f"== golden: {agrees if known else 'no golden yet'}", flush=True)  # fmt: skip
+            out["methods"][m] = numbers(f) | {"core_seconds": c["seconds"],
+                                              "flower_seconds": f["seconds"]}  # fmt: skip
+    if a.write:
+        if not paths_agree:
+            print("not written: the core loop and Flower differ", file=sys.stderr)
+            return 1
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(json.dumps(out, indent=1) + "\n")
+        print(f"wrote {GOLDEN.relative_to(ROOT)}")
+        return 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
