@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from logging import INFO
+from logging import INFO, WARNING
 
 import torch
 from flwr.app import Context, Message
@@ -22,37 +22,70 @@ from flwr.common.logger import log
 
 from client_app.secure import secure_aggregation_mod
 from fedcore.config import ExperimentConfig, experiment_config
+from fedcore.data import DatasetError
 from fedcore.faults import corrupt_update, kind_for_round
-from fedcore.federation import Federation, build_federation
+from fedcore.federation import build_federation
 from fedcore.models import build_model, get_device
 from fedcore.protocol import (
     ARRAYS,
+    DATA_PATH,
+    SITE_NAME,
+    TEST_SEED,
+    TEST_SHARE,
     EvalReply,
+    asked,
     assigned_partition,
     decode_train_request,
     encode_eval_reply,
     encode_partition,
+    encode_site_report,
     encode_train_reply,
     node_partition,
     record_to_state,
+    site_normalisation,
     state_to_record,
 )
 from fedcore.round import client_update
+from fedcore.sites import ClientData, SitePixels, client_data, read_site, site_summary
 from fedcore.training import evaluate
 
 app = ClientApp(mods=[secure_aggregation_mod])  # passes every non-SecAgg+ message through
 
 
-def _setup(msg: Message, context: Context) -> tuple[ExperimentConfig, int, Federation]:
-    """This run's config on this federation, the partition to use (the one the message
-    assigns, else this node's own), and the data."""
+def _setup(msg: Message, context: Context) -> tuple[ExperimentConfig, int, ClientData]:
+    """This run's config on this federation, the partition id to answer as, and the data:
+    a site's own files (node key ``data-path``), else the partition the message assigns or
+    this node's own, cut from the whole dataset (simulation, the partitioned demo)."""
+    if DATA_PATH in context.node_config:
+        pid, n = _site_index(msg)
+        cfg = experiment_config(context.run_config).with_clients(n)
+        mean, std, classes = site_normalisation(msg.content)
+        return cfg, pid, client_data(_site(context.node_config), mean, std, classes)
     pid, n = assigned_partition(msg.content) or node_partition(context.node_config)
     cfg = experiment_config(context.run_config).with_clients(n)
-    return cfg, pid, build_federation(cfg)
+    return cfg, pid, build_federation(cfg).client(pid)
 
 
-def _model(cfg: ExperimentConfig, fed: Federation, state: dict[str, torch.Tensor]):
-    spec = fed.train.spec
+def _site_index(msg: Message) -> tuple[int, int]:
+    assigned = assigned_partition(msg.content)
+    if assigned is None:
+        raise ValueError("this SuperNode holds site data (data-path) but the message names no "
+                         "site index: run with data.dataset='sites'")  # fmt: skip
+    return assigned
+
+
+def _site(node_config: dict) -> SitePixels:
+    """This SuperNode's own data, read once (node keys: docs/deployment.md)."""
+    return read_site(
+        str(node_config[DATA_PATH]),
+        str(node_config.get(SITE_NAME, "")),
+        float(node_config.get(TEST_SHARE, 0.2)),
+        int(node_config.get(TEST_SEED, 0)),
+    )
+
+
+def _model(cfg: ExperimentConfig, data: ClientData, state: dict[str, torch.Tensor]):
+    spec = data.spec
     model = build_model(cfg.model.name, spec.channels, spec.num_classes)
     model.load_state_dict(state)
     return model
@@ -78,7 +111,7 @@ def record_node(partition_id: int, server_round: int) -> None:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the received global model on the local partition and send it back."""
-    cfg, pid, fed = _setup(msg, context)
+    cfg, pid, data = _setup(msg, context)
     req = decode_train_request(msg.content)
     if pid == cfg.faults.hang_partition:  # fault injection (tests): provably no reply
         log(INFO, "fedzda: partition %d hangs in round %d (faults.hang_partition)", pid,
@@ -87,7 +120,7 @@ def train(msg: Message, context: Context) -> Message:
             time.sleep(1.0)
     record_node(pid, req.server_round)
     state = {k: record_to_state(v) for k, v in context.state.array_records.items()}
-    up = client_update(cfg, fed, pid, req, state, get_device())
+    up = client_update(cfg, data, pid, req, state, get_device())
     for key, value in state.items():
         context.state[key] = state_to_record(value)
     model_state, num_examples = up.state, up.num_examples
@@ -101,16 +134,37 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate_local(msg: Message, context: Context) -> Message:
     """Evaluate the received global model on this client's own test set."""
-    cfg, pid, fed = _setup(msg, context)
-    model = _model(cfg, fed, record_to_state(msg.content[ARRAYS]))
-    _, testset = fed.client_datasets(pid)
-    ev = evaluate(model, testset, device=get_device())
-    reply = EvalReply(pid, len(testset), float(ev["accuracy"]), float(ev["loss"]))
+    cfg, pid, data = _setup(msg, context)
+    model = _model(cfg, data, record_to_state(msg.content[ARRAYS]))
+    ev = evaluate(model, data.test, device=get_device())
+    reply = EvalReply(pid, len(data.test), float(ev["accuracy"]), float(ev["loss"]))
     return Message(content=encode_eval_reply(reply), reply_to=msg)
 
 
 @app.query()
 def describe(msg: Message, context: Context) -> Message:
-    """Which partition this SuperNode holds, and of how many (the federation's size)."""
-    pid, n = node_partition(context.node_config)
-    return Message(content=encode_partition(pid, n), reply_to=msg)
+    """A site answers the server's site query with a summary of its data (or why it cannot
+    join); a partitioned node says which partition it holds, and of how many."""
+    ask = asked(msg.content)
+    if ask is None:
+        if DATA_PATH in context.node_config:
+            raise ValueError("this SuperNode holds site data (data-path): run with "
+                             "data.dataset='sites'")  # fmt: skip
+        pid, n = node_partition(context.node_config)
+        return Message(content=encode_partition(pid, n), reply_to=msg)
+    return Message(content=site_answer(context.node_config, *ask), reply_to=msg)
+
+
+def site_answer(node_config: dict, stats: bool, counts: bool):
+    """This site's report, or its refusal with the reason (also logged here)."""
+    name = str(node_config.get(SITE_NAME, ""))
+    if DATA_PATH not in node_config:
+        reason = "this SuperNode has no data-path: start it with --node-config data-path=<file>"
+        log(WARNING, "fedzda: site refuses to join: %s", reason)
+        return encode_site_report(name, {}, reason)
+    try:
+        site = _site(node_config)
+    except (DatasetError, ValueError) as e:
+        log(WARNING, "fedzda: site %s refuses to join: %s", name or node_config[DATA_PATH], e)
+        return encode_site_report(name or str(node_config[DATA_PATH]), {}, str(e))
+    return encode_site_report(site.name, site_summary(site, stats, counts))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the image and run the compose demo under a real Docker engine, on this machine's
-# loopback: a SuperLink and 3 SuperNodes with TLS and node authentication, host networking,
+# loopback: a SuperLink and 3 SuperNodes with TLS and node authentication, each mounting only
+# its own site directory (the image holds no data), host networking,
 # a ROUNDS-round run whose run directory lands in docker/runs on the host. Stops everything
 # it started (containers, volume, the wheel server, and dockerd if it started one).
 #
@@ -102,7 +103,8 @@ docker build --network host -q -f docker/Dockerfile -t fedzda:0.1.0 \
 # 4. secrets, ports, the demo rewritten for loopback
 [ -f docker/secrets/ca.crt ] || bash docker/make-secrets.sh
 read -r port p0 p1 p2 < <($PY -c "from scripts.deploy import free_port as f; print(f(), f(), f(), f())")
-$PY docker/hostnet.py "$WORK" --port "$port" --supernode-ports "$p0,$p1,$p2" --rounds "$ROUNDS"
+ROUNDS="$ROUNDS" bash docker/make-sites.sh  # each SuperNode's own site directory
+$PY docker/hostnet.py "$WORK" --port "$port" --supernode-ports "$p0,$p1,$p2"
 compose() { docker-compose -p "$PROJECT" --project-directory docker -f "$WORK/compose.yml" "$@"; }
 mkdir -p docker/runs
 touch "$WORK/started"

@@ -26,6 +26,7 @@ from fedcore.faults import BAD_UPDATE_KINDS
 from fedcore.models import model_problems
 from fedcore.partition import PARTITIONERS
 from fedcore.schema import build, flatten, merge, nest
+from fedcore.sitespec import parse_floats, parse_shape
 
 __all__ = ["ConfigError", "ExperimentConfig", "experiment_config", "load_config", "validate"]
 
@@ -105,6 +106,7 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
         d.dataset != "npz" or bool(d.path and d.test_path),
         "data.path and data.test_path: both .npz files are required for dataset 'npz'",
     )
+    errors += site_problems(cfg)
     need(
         d.dataset in BUILTIN or bool(d.path),
         f"data.path: dataset {d.dataset!r} is read from a local root (nothing downloads); "
@@ -183,6 +185,38 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
     if errors:
         raise ConfigError.listing(errors)
     return cfg
+
+
+def site_problems(cfg: ExperimentConfig) -> list[str]:
+    """The ``data`` keys of a federation of sites (``data.dataset = "sites"``), and that they
+    are left alone otherwise."""
+    d, out = cfg.data, []
+    site_keys = {"num_sites": 0, "input_shape": "", "num_classes": 0, "mean": "", "std": ""}
+    if d.dataset != "sites":
+        return [f"data.{k}: only for data.dataset='sites'" for k, v in site_keys.items()
+                if getattr(d, k) != v]  # fmt: skip
+    if d.num_sites < 1:
+        out.append("data.num_sites: the number of sites to wait for, >= 1")
+    try:
+        shape, mean, std = parse_shape(d.input_shape), parse_floats(d.mean), parse_floats(d.std)
+    except ValueError:
+        return [*out, "data.input_shape, data.mean, data.std: comma-separated numbers, e.g. "
+                "input_shape='1,28,28' mean='0.286' std='0.353'"]  # fmt: skip
+    if shape and (len(shape) != 3 or min(shape) < 1):
+        out.append(f"data.input_shape: 'C,H,W' with positive sizes, got {d.input_shape!r}")
+    if len(mean) != len(std) or any(s <= 0 for s in std):
+        out.append("data.mean, data.std: give both, one value per channel, std > 0")
+    if shape and mean and len(mean) != shape[0]:
+        out.append(f"data.mean: {len(mean)} values for {shape[0]} channels (data.input_shape)")
+    if d.num_classes < 0:
+        out.append("data.num_classes: >= 1, or 0 to take the sites' largest label + 1")
+    if d.path:
+        out.append("data.path: the server reads no training data of sites; remove it")
+    if cfg.server.secure_aggregation:
+        out.append("server.secure_aggregation: not yet with data.dataset='sites'")
+    if cfg.output.leakage:
+        out.append("output.leakage: needs every client's images at the server (simulation)")
+    return out
 
 
 def config_from_run_config(run_config: dict[str, Any]) -> ExperimentConfig:

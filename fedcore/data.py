@@ -269,7 +269,7 @@ def load_idx_dir(directory: str | Path, classes: tuple[str, ...] | None = None) 
 
 
 # ----------------------------------------------------------------------------- NPZ
-def _npz_problem(x: np.ndarray, y: np.ndarray) -> str:
+def npz_problem(x: np.ndarray, y: np.ndarray) -> str:
     """What is wrong with an npz's arrays (empty string: nothing)."""
     if x.dtype.kind not in "iuf":
         return f"x has dtype {x.dtype}, not numbers"
@@ -310,7 +310,7 @@ def load_npz(train_path: str | Path, test_path: str | Path) -> Splits:
             raise DatasetError(
                 f"{path}: x {x.shape} / y {y.shape} are not N images + N labels. {hint}"
             )
-        problem = _npz_problem(x, y)
+        problem = npz_problem(x, y)
         if problem:
             raise DatasetError(f"{path}: {problem}. {hint}")
         if x.dtype != np.uint8:

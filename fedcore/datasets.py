@@ -15,9 +15,10 @@ from fedcore.data import (
     load_npz,
 )
 
-DATASETS = (*vision.DATASETS, "idx", "npz")
-# Read by the project's own readers, with no torchvision and no data.path needed.
-BUILTIN = ("fashion-mnist", "idx", "npz")
+DATASETS = (*vision.DATASETS, "idx", "npz", "sites")
+# Read by the project's own readers, with no torchvision and no data.path needed ("sites":
+# each SuperNode reads its own files, fedcore.sites; the server at most data.test_path).
+BUILTIN = ("fashion-mnist", "idx", "npz", "sites")
 
 
 IDX_FILES = (
@@ -48,6 +49,11 @@ def load_dataset(name: str, path: str = "", test_path: str = "") -> Splits:
     default never imports torchvision (about 100 MB per process); torchvision reads it only
     when those files are not there (to report what is missing), if it is installed.
     """
+    if name == "sites":
+        raise DatasetError(
+            "dataset 'sites' is held by the SuperNodes (--node-config data-path=...); "
+            "no process loads it whole"
+        )
     if name == "idx":
         return load_idx_dir(path)
     if name == "npz":

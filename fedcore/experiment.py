@@ -30,11 +30,17 @@ class ConfigError(ValueError):
 class DataConfig:
     """Which dataset to read, from where, and optional random subsets for quick runs."""
 
-    dataset: str = "fashion-mnist"  # one of fedcore.datasets.DATASETS (torchvision's, idx, npz)
+    dataset: str = "fashion-mnist"  # fedcore.datasets.DATASETS; "sites": each node's own files
     path: str = ""  # local root, IDX dir or train .npz; "": fashion-mnist's Debian IDX dir
-    test_path: str = ""  # the test .npz file (dataset npz only)
+    test_path: str = ""  # the test .npz (dataset npz; sites: the server's optional test set)
     train_subset: int = 0  # a random subset of this size (0: the whole split)
     test_subset: int = 0  # a random test subset of this size (0: the whole split)
+    # dataset "sites" only (docs/deployment.md): what the server may not read from data
+    num_sites: int = 0  # sites to wait for before round 1 (server.connect_timeout at most)
+    input_shape: str = ""  # "C,H,W"; "": the shape most sites hold
+    num_classes: int = 0  # 0: the sites' largest label + 1
+    mean: str = ""  # per-channel pixel mean in [0, 1], "m1,m2,..."; "": from the sites' sums
+    std: str = ""  # per-channel pixel std, with mean; "": from the sites' sums
 
 
 @dataclass(frozen=True)

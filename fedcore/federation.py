@@ -17,6 +17,7 @@ from fedcore.datasets import load_dataset
 from fedcore.experiment import ExperimentConfig
 from fedcore.partition import PARTITIONERS, PartitionError, client_test_indices, label_counts
 from fedcore.seeds import CLIENT_TEST, derive_seed
+from fedcore.sites import ClientData
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,11 @@ class Federation:
         if not 0 <= pid < self.num_clients:
             raise PartitionError(f"partition-id {pid} is outside 0..{self.num_clients - 1}")
         return self.train.subset(self.client_train[pid]), self.test.subset(self.client_test[pid])
+
+    def client(self, pid: int) -> ClientData:
+        """Client ``pid``'s data as a site would hold it: train and test set, label counts."""
+        train, test = self.client_datasets(pid)
+        return ClientData(train, test, self.counts[pid])
 
 
 def _random_subset(ds: ArrayDataset, size: int, seed: int) -> ArrayDataset:

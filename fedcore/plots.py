@@ -85,8 +85,10 @@ def plot_accuracy(rows: Sequence[dict], path: Path) -> Figure:
     """Global accuracy and the client mean / worst-10% / best-10% per round."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    r = [row["round"] for row in rows]
-    ax.plot(r, [row["global_accuracy"] for row in rows], "o-", label="global test")
+    central = [row for row in rows if row.get("global_accuracy") is not None]
+    if central:  # a federation of sites may have no central test set
+        ax.plot([row["round"] for row in central], [row["global_accuracy"] for row in central],
+                "o-", label="global test")  # fmt: skip
     evaluated = [row for row in rows if "client_acc_mean" in row]  # rounds with federated eval
     if evaluated:
         re = [row["round"] for row in evaluated]

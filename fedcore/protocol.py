@@ -43,6 +43,15 @@ LABEL_COUNTS = "label-counts"
 QFFL_LOSS = "qffl-loss"  # q-FedAvg: the received model's loss on the client's own data
 QFFL_STEP = "qffl-step"  # q-FedAvg: the client's K * lr / (1 - momentum)
 ACCURACY, LOSS = "accuracy", "loss"
+# Sites (data.dataset = "sites"): a SuperNode's node config names its own data ...
+DATA_PATH, SITE_NAME = "data-path", "site-name"  # an .npz file or image folder; its name
+TEST_SHARE, TEST_SEED = "test-share", "test-seed"  # held-out test share without x_test
+# ... the server's query asks for a summary (ConfigRecord keys), the site answers in a
+# ConfigRecord SITE (its name, or REFUSAL: why it cannot join) and the MetricRecord METRICS
+SITE_QUERY, ASK_STATS, ASK_COUNTS = "site-query", "ask-pixel-stats", "ask-label-counts"
+SITE, REFUSAL = "site", "refusal"
+# ... and every train/evaluate message carries the federation's normalisation and classes
+DATA_MEAN, DATA_STD, NUM_CLASSES = "data-mean", "data-std", "num-classes"
 
 
 def _flwr():
@@ -298,3 +307,59 @@ def _check_state(state: StateDict, reference: StateDict) -> str | None:
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             return f"{k}: contains NaN or Inf"
     return None
+
+
+# ------------------------------------------------------------------ sites
+def site_query(stats: bool, counts: bool) -> RecordDict:
+    """The server's question to a site before round 1 (what to include in its summary)."""
+    from flwr.app import ConfigRecord
+
+    ask = ConfigRecord({SITE_QUERY: True, ASK_STATS: stats, ASK_COUNTS: counts})
+    return _flwr()[2]({CONFIG: ask})
+
+
+def asked(content: RecordDict) -> tuple[bool, bool] | None:
+    """``(stats, counts)`` a site query asks for, or None for a partition query."""
+    config = content.config_records.get(CONFIG)
+    if config is None or not config.get(SITE_QUERY):
+        return None
+    return bool(config.get(ASK_STATS)), bool(config.get(ASK_COUNTS))
+
+
+def encode_site_report(name: str, summary: dict[str, Any], refusal: str = "") -> RecordDict:
+    """A site's answer: its name and summary, or the reason it cannot join."""
+    from flwr.app import ConfigRecord
+
+    _, metric_record, record_dict = _flwr()
+    site = ConfigRecord({SITE_NAME: name, REFUSAL: refusal})
+    return record_dict({SITE: site, METRICS: metric_record(summary)})
+
+
+def decode_site_report(content: RecordDict) -> tuple[str, dict[str, Any], str]:
+    """``(name, summary, refusal)`` of a site's answer; a malformed answer is a refusal."""
+    site = content.config_records.get(SITE)
+    if site is None or not isinstance(site.get(SITE_NAME), str):
+        return "", {}, "its answer names no site: is it started with --node-config data-path=...?"
+    metrics = content.metric_records.get(METRICS)
+    summary = dict(metrics) if metrics is not None else {}
+    return str(site[SITE_NAME]), summary, str(site.get(REFUSAL, ""))
+
+
+def site_normalisation(content: RecordDict) -> tuple[tuple[float, ...], tuple[float, ...], int]:
+    """The federation's per-channel mean and std and its number of classes, as a train or
+    evaluate message to a site carries them."""
+    config = content.config_records[CONFIG]
+    if DATA_MEAN not in config:
+        raise ValueError("the message carries no data-mean: the run's data.dataset is not 'sites'")
+    mean = tuple(float(v) for v in str(config[DATA_MEAN]).split(","))
+    std = tuple(float(v) for v in str(config[DATA_STD]).split(","))
+    return mean, std, int(number(config[NUM_CLASSES]))
+
+
+def site_message_config(mean: tuple[float, ...], std: tuple[float, ...], classes: int) -> dict:
+    """The keys every train and evaluate message to a site carries (exact decimal floats)."""
+    return {
+        DATA_MEAN: ",".join(repr(float(v)) for v in mean),
+        DATA_STD: ",".join(repr(float(v)) for v in std),
+        NUM_CLASSES: classes,
+    }

@@ -41,7 +41,7 @@ def apply() -> None:
     CPU lacks AVX2 or torch chose its kernels before the mode was applied."""
     os.environ.update(PINNED)
     torch.set_num_threads(1)
-    torch.backends.mkldnn.enabled = False
+    torch.backends.mkldnn.enabled = False  # type: ignore[assignment]
     capability = torch.backends.cpu.get_cpu_capability()  # fixed from here on
     if capability != "AVX2":
         raise ReproducibleModeError(

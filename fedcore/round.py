@@ -28,6 +28,7 @@ from fedcore.models import build_model
 from fedcore.protocol import SEED, SERVER_ROUND, TrainReply, TrainRequest
 from fedcore.sampling import TRAIN, Sampling, sample_partitions
 from fedcore.seeds import client_seed
+from fedcore.sites import ClientData
 from fedcore.training import LocalData, train_local
 from fedcore.types import StateDict
 
@@ -66,7 +67,7 @@ def build_server(
 
 def client_update(
     cfg: ExperimentConfig,
-    fed: Federation,
+    data: ClientData,
     partition_id: int,
     request: TrainRequest,
     state: dict[str, StateDict],
@@ -76,16 +77,15 @@ def client_update(
 
     ``state`` is the client's persistent state; hooks read and update it in place.
     """
-    spec = fed.train.spec
+    spec = data.spec
     model = build_model(cfg.model.name, spec.channels, spec.num_classes)
     model.load_state_dict(request.state)
     model.to(device)
-    trainset, _ = fed.client_datasets(partition_id)
     rnd = ClientRound(
         server_round=request.server_round,
         partition_id=partition_id,
         seed=client_seed(request.seed, request.server_round, partition_id),
-        label_counts=fed.counts[partition_id],
+        label_counts=data.counts,
         spec=spec,
         train=cfg.train,
         model=model,
@@ -93,7 +93,7 @@ def client_update(
         state=state,
         device=device,
     )
-    plan = LocalPlan(LocalData.real(trainset))
+    plan = LocalPlan(LocalData.real(data.train))
     hooks = client_hooks(request.config, request.arrays)
     for hook in hooks:
         hook.before(rnd, plan)
@@ -152,7 +152,8 @@ def run_round(
     request = TrainRequest(global_state, server_round, seed, config, arrays)
     replies = []
     for pid in partitions:
-        up = client_update(cfg, fed, pid, request, client_states.setdefault(pid, {}), device)
+        own = client_states.setdefault(pid, {})
+        up = client_update(cfg, fed.client(pid), pid, request, own, device)
         state = {k: v.detach().cpu() for k, v in up.state.items()}
         replies.append(TrainReply(pid, up.num_examples, state, up.metrics, up.arrays, up.preview))
     return aggregate(algorithm, server_round, replies)

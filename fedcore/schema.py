@@ -27,6 +27,8 @@ def _check_type(value: Any, hint: Any, key: str, errors: list[str]) -> Any:
         hint = next(a for a in args if a is not type(None))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value)  # a number where text is read (data.mean=0.286: one channel)
     if hint in (int, float, str, bool) and (
         not isinstance(value, hint) or (hint in (int, float) and isinstance(value, bool))
     ):

@@ -9,6 +9,10 @@ SuperNodes run on this host, or on the hosts given, through a launcher prefix: w
 ``--supernode-hosts a,b,c --launcher 'ssh {host}'`` SuperNode ``i`` starts as
 ``ssh <host_i> flower-supernode ...`` (the hosts need this project's .venv on PATH and the
 certificate/key files at the same paths); the tests use ``'ip netns exec {host}'``.
+With ``--sites a.npz,b.npz,...`` SuperNode ``i`` is started with only its own data,
+``--node-config "data-path=<site i> site-name=<its stem>"`` (a federation of sites: add
+``data.dataset='sites' data.num_sites=N`` to the run config, ``scripts/make_sites.py``
+writes both); otherwise with ``partition-id``/``num-partitions``.
 The SuperLink, the ServerApp and the run directory are on this host (or inside
 ``--superlink-launcher``).
 
@@ -54,6 +58,7 @@ class Deployment:
     launcher: str = ""  # e.g. "ssh {host}" or "ip netns exec {host}"
     superlink_launcher: str = ""
     run_config: str = ""  # dotted.key=value overrides
+    sites: list[str] = field(default_factory=list)  # site i's data path (SuperNode i)
     experiment: str = ""  # an experiment TOML file (optional)
     timeout: float = 1800.0
     procs: list[subprocess.Popen] = field(default_factory=list)
@@ -163,14 +168,23 @@ def superlink_command(dep: Deployment, tls: dict[str, Path] | None) -> list[str]
     ]
 
 
+def node_config(dep: Deployment, i: int) -> str:
+    """SuperNode ``i``'s node config: its site's data, or its partition of the dataset."""
+    if dep.sites:
+        path = Path(dep.sites[i]).resolve()
+        name = path.stem if path.suffix else path.name
+        return f"data-path='{path}' site-name='{name}'"
+    return f"partition-id={i} num-partitions={dep.num_supernodes}"
+
+
 def supernode_command(dep: Deployment, i: int, ca: Path | None, key: Path | None) -> list[str]:
-    """``flower-supernode`` ``i`` with its partition and (unless insecure) TLS + auth key."""
+    """``flower-supernode`` ``i`` with its data and (unless insecure) TLS + auth key."""
     cmd = [
         str(BIN / "flower-supernode"),
         "--superlink",
         dep.address,
         "--node-config",
-        f"partition-id={i} num-partitions={dep.num_supernodes}",
+        node_config(dep, i),
         # each SuperNode's local ClientApp API needs its own port on a shared host
         "--port",
         str(dep.supernode_ports[i] if dep.supernode_ports else dep.supernode_port + i),
@@ -186,6 +200,8 @@ def run(dep: Deployment) -> Path:
     dep.choose_ports()
     logs = dep.workdir / "logs"
     logs.mkdir(exist_ok=True)
+    if dep.sites and len(dep.sites) != dep.num_supernodes:
+        raise ValueError(f"{len(dep.sites)} sites given for {dep.num_supernodes} SuperNodes")
     hosts = dep.supernode_hosts or ["localhost"] * dep.num_supernodes
     if len(hosts) != dep.num_supernodes:
         raise ValueError(f"{len(hosts)} hosts given for {dep.num_supernodes} SuperNodes")
@@ -258,7 +274,8 @@ def stop(dep: Deployment, grace: float = 10.0) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--num-supernodes", type=int, required=True)
+    ap.add_argument("--num-supernodes", type=int, default=0, help="default: one per site")
+    ap.add_argument("--sites", default="", help="comma-separated data path per SuperNode")
     ap.add_argument(
         "--workdir",
         type=Path,
@@ -293,9 +310,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--run-config", default="", help="dotted.key=value overrides")
     ap.add_argument("--timeout", type=float, default=3600.0)
     a = ap.parse_args(argv)
+    sites = [s for s in a.sites.split(",") if s]
+    if not (a.num_supernodes or sites):
+        ap.error("give --num-supernodes, or --sites (one SuperNode per site)")
     workdir = a.workdir or ROOT / "deploy" / time.strftime("%Y%m%d-%H%M%S")
     dep = Deployment(
-        num_supernodes=a.num_supernodes,
+        num_supernodes=a.num_supernodes or len(sites),
         workdir=workdir.resolve(),
         superlink_address=a.superlink_address,
         bind=a.bind or a.superlink_address,
@@ -307,6 +327,7 @@ def main(argv: list[str] | None = None) -> None:
         run_config=a.run_config,
         experiment=a.experiment,
         timeout=a.timeout,
+        sites=sites,
     )
     print(f"deploy: run directory {run(dep)} (logs in {dep.workdir / 'logs'})")
 

@@ -1,4 +1,5 @@
-"""The ServerApp: validate the experiment, run the rounds, write the run directory."""
+"""The ServerApp: validate the experiment, learn the federation's data, run the rounds,
+write the run directory."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedcore.config import experiment_config
 from fedcore.data import DataSpec
-from fedcore.federation import Federation, build_federation
+from fedcore.federation import Federation
 from fedcore.leakage import round_report
 from fedcore.models import get_device, num_parameters
 from fedcore.plots import plot_label_mix, save_image_grid, save_pairs
@@ -20,28 +21,18 @@ from fedcore.rundir import RunDir
 from fedcore.sampling import Rounds, Sampling
 from fedcore.training import evaluate
 from server_app.checkpoint import load_checkpoint, save_checkpoint
-from server_app.rounds import RoundOutcome, partition_map, run_rounds
+from server_app.data import ServerData, server_data
+from server_app.rounds import RoundOutcome, run_rounds
 from server_app.secure import run_secure_rounds
 from strategies import AlgorithmStrategy, TrainResult
 
 app = ServerApp()
 
 
-@app.main()
-def main(grid: Grid, context: Context) -> None:
-    """Run (or resume) one federated experiment as configured by the run config."""
-    base = experiment_config(context.run_config)  # validated once, before anything else
-    t0 = time.perf_counter()
-    nodes, assigned = partition_map(grid, base.server)
-    t1 = time.perf_counter()
-    cfg = base.with_clients(len(nodes))
-    fed = build_federation(cfg)  # impossible partitions fail here, before round 1
-    startup = {"partition_map_seconds": t1 - t0, "data_seconds": time.perf_counter() - t1}
-    spec = fed.train.spec
-    device = get_device()
-    model, algorithm = build_server(cfg, spec, device)
+def rounds_of(cfg) -> Rounds:
+    """The run's sampling and evaluation cadence."""
     s = cfg.server
-    rounds = Rounds(
+    return Rounds(
         Sampling(s.fraction_train, s.min_train_nodes),
         Sampling(s.fraction_evaluate, s.min_evaluate_nodes),
         s.evaluate_every,
@@ -49,83 +40,66 @@ def main(grid: Grid, context: Context) -> None:
         cfg.seed,
         s.final_evaluate,
     )
-    strategy = AlgorithmStrategy(algorithm, nodes, rounds, len(fed.train), assigned)
-    start_round = 1
+
+
+def open_run(cfg, data: ServerData, model, strategy: AlgorithmStrategy) -> tuple[RunDir, int]:
+    """A new run directory (with the label mix when known), or the resumed one and the
+    round to start from."""
     if cfg.resume:
         run = RunDir(cfg, existing=cfg.resume)
         ckpt = load_checkpoint(run.path, cfg.to_dict())
         model.load_state_dict(ckpt["state"])
         strategy.load_state_dict(ckpt["strategy"])
         run.restore_rows(ckpt["rows"])
-        start_round = ckpt["round"] + 1
-        print(f"fedzda: resuming {run.path} at round {start_round}", flush=True)
-    else:
-        run = RunDir(cfg)
-        print(f"fedzda: run directory {run.path}", flush=True)
-        plot_label_mix(fed.counts, spec.classes, run.path / "label_mix.png")
-        counts = {
-            "label_counts": fed.counts.tolist(),
-            "client_test_sizes": [len(t) for t in fed.client_test],
-        }
-        run.write_json("partitions.json", counts)
+        print(f"fedzda: resuming {run.path} at round {ckpt['round'] + 1}", flush=True)
+        return run, ckpt["round"] + 1
+    run = RunDir(cfg)
+    print(f"fedzda: run directory {run.path}", flush=True)
+    if data.counts is not None:
+        plot_label_mix(data.counts, data.spec.classes, run.path / "label_mix.png")
+    run.write_json("partitions.json", {
+        "label_counts": None if data.counts is None else data.counts.tolist(),
+        "client_test_sizes": data.client_test_sizes,
+        "sites": list(data.names) or None,
+    })  # fmt: skip
+    return run, 1
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Run (or resume) one federated experiment as configured by the run config."""
+    base = experiment_config(context.run_config)  # validated once, before anything else
+    data = server_data(grid, base)
+    cfg, spec, device = data.cfg, data.spec, get_device()
+    model, algorithm = build_server(cfg, spec, device)
+    strategy = AlgorithmStrategy(algorithm, data.nodes, rounds_of(cfg), data.max_examples,
+                                 data.names_partitions, data.static_nodes)  # fmt: skip
+    run, start_round = open_run(cfg, data, model, strategy)
     print(
         f"fedzda: {cfg.algorithm} on {cfg.data.dataset}, {cfg.num_clients} "
-        f"clients ({cfg.partition.name}), {cfg.model.name} with {num_parameters(model):,} "
-        f"parameters, {cfg.rounds} rounds",
+        f"clients ({cfg.partition.name if data.federation else 'sites'}), {cfg.model.name} "
+        f"with {num_parameters(model):,} parameters, {cfg.rounds} rounds",
         flush=True,
     )
 
     def on_round(out: RoundOutcome) -> None:
-        server_round = out.server_round
-        state = record_to_state(out.arrays)
-        model.load_state_dict(state)
-        central = evaluate(model, fed.test, device=device)
-        row = {
-            "round": server_round,
-            "global_accuracy": central["accuracy"],
-            "global_loss": central["loss"],
-            "round_seconds": out.seconds,
-        }
-        row |= {f"train_{k.replace('-', '_')}": v for k, v in out.train.metrics.items()}
-        if out.evaluation is not None:
-            row |= out.evaluation.metrics
-            acc = out.evaluation.client_accuracy
-            row["client_accuracies"] = [acc.get(i, float("nan")) for i in range(cfg.num_clients)]
-        row["train_partitions"] = out.train_partitions
-        row["eval_partitions"] = out.eval_partitions
-        run.log_round(row)
-        save_round_images(run, out.train, server_round, spec)
-        if cfg.output.leakage and out.train.sources is not None:
-            save_leakage(run, out.train, server_round, fed, model, cfg.seed, cfg.rounds)
-        save_checkpoint(
-            run.path,
-            round=server_round,
-            state=state,
-            rows=run.rows,
-            strategy=strategy.state_dict(),
-            config=cfg.to_dict(),
-        )
-        print(progress_line(row, cfg.rounds), flush=True)
+        record_round(run, out, cfg, data, model, device)
+        save_checkpoint(run.path, round=out.server_round, state=model.state_dict(),
+                        rows=run.rows, strategy=strategy.state_dict(),
+                        config=cfg.to_dict())  # fmt: skip
+        print(progress_line(run.rows[-1], cfg.rounds), flush=True)
 
     last = cfg.rounds
     if cfg.faults.stop_after_round > 0:
         last = min(last, cfg.faults.stop_after_round)
     t0 = time.perf_counter()
+    initial = state_to_record(model.state_dict())
     if cfg.server.secure_aggregation:
-        largest = int(fed.counts.sum(1).max())
-        initial = state_to_record(model.state_dict())
-        final = run_secure_rounds(grid, context, cfg, strategy, initial, largest, on_round)
+        final = run_secure_rounds(grid, context, cfg, strategy, initial, data.largest, on_round)
     else:
-        final = run_rounds(
-            grid,
-            strategy,
-            state_to_record(model.state_dict()),
-            last,
-            ConfigRecord({SEED: cfg.seed}),
-            cfg.server.round_timeout,
-            on_round,
-            start_round=start_round,
-        )
+        config = ConfigRecord({SEED: cfg.seed, **data.message})
+        final = run_rounds(grid, strategy, initial, last, config, cfg.server.round_timeout,
+                           on_round, start_round=start_round)  # fmt: skip
     total = time.perf_counter() - t0
     if last < cfg.rounds:
         print(
@@ -141,8 +115,8 @@ def main(grid: Grid, context: Context) -> None:
         {
             "rounds": cfg.rounds,
             "resumed_at": start_round if cfg.resume else None,
-            "partition_map": "assign" if assigned else "query",
-            **startup,
+            "partition_map": "assign" if data.static_nodes else "query",
+            **data.startup,
             "seconds": total,
             "seconds_per_round": total / max(done, 1),
             "final": run.rows[-1] if run.rows else None,
@@ -152,6 +126,29 @@ def main(grid: Grid, context: Context) -> None:
         f"fedzda: done in {total:.1f}s ({total / max(done, 1):.1f}s/round); outputs in {run.path}",
         flush=True,
     )
+
+
+def record_round(run: RunDir, out: RoundOutcome, cfg, data: ServerData, model, device) -> None:
+    """One round's row (central test when there is one, federated evaluation), images and
+    leakage report; the global model is loaded into ``model``."""
+    server_round = out.server_round
+    model.load_state_dict(record_to_state(out.arrays))
+    row: dict = {"round": server_round}
+    if data.test is not None:
+        central = evaluate(model, data.test, device=device)
+        row |= {"global_accuracy": central["accuracy"], "global_loss": central["loss"]}
+    row["round_seconds"] = out.seconds
+    row |= {f"train_{k.replace('-', '_')}": v for k, v in out.train.metrics.items()}
+    if out.evaluation is not None:
+        row |= out.evaluation.metrics
+        acc = out.evaluation.client_accuracy
+        row["client_accuracies"] = [acc.get(i, float("nan")) for i in range(cfg.num_clients)]
+    row["train_partitions"] = out.train_partitions
+    row["eval_partitions"] = out.eval_partitions
+    run.log_round(row)
+    save_round_images(run, out.train, server_round, data.spec)
+    if cfg.output.leakage and out.train.sources is not None and data.federation is not None:
+        save_leakage(run, out.train, server_round, data.federation, model, cfg.seed, cfg.rounds)
 
 
 def save_round_images(run: RunDir, train: TrainResult, server_round: int, spec: DataSpec) -> None:
@@ -204,10 +201,9 @@ def save_leakage(
 
 def progress_line(row: dict, rounds: int) -> str:
     """One line per round: global accuracy, client spread, seconds."""
-    line = (
-        f"[round {row['round']:>3}/{rounds}] global acc {row['global_accuracy']:.4f} "
-        f"loss {row['global_loss']:.4f}"
-    )
+    line = f"[round {row['round']:>3}/{rounds}]"
+    if "global_accuracy" in row:
+        line += f" global acc {row['global_accuracy']:.4f} loss {row['global_loss']:.4f}"
     if "client_acc_mean" in row:
         line += (
             f" | clients mean {row['client_acc_mean']:.4f} std {row['client_acc_std']:.4f}"

@@ -82,13 +82,16 @@ class AlgorithmStrategy(FedAvg):
     max_examples : int
         Largest believable ``num-examples`` in a reply.
     assigned : bool
-        The server assigned the partitions (``server.partition_map``): every message names
-        its node's partition.
+        The server assigned the partitions (``server.partition_map``, or the site index of a
+        federation of sites): every message names its node's partition.
+    static : bool | None
+        The nodes never leave (Flower's simulation), so connected nodes need not be listed
+        each round; None: as ``assigned`` (sites are assigned but may leave).
     """
 
     def __init__(
         self, algorithm: Algorithm, partitions: dict[int, int], rounds: Rounds,
-        max_examples: int = 10**9, assigned: bool = False,
+        max_examples: int = 10**9, assigned: bool = False, static: bool | None = None,
     ) -> None:  # fmt: skip
         super().__init__(fraction_train=rounds.train.fraction)
         self.algorithm = algorithm
@@ -96,6 +99,7 @@ class AlgorithmStrategy(FedAvg):
         self.rounds = rounds
         self.max_examples = max_examples
         self.assigned = assigned
+        self.static = assigned if static is None else static
         self.global_state: dict[str, torch.Tensor] = {}
         self.required = 1
 
@@ -103,7 +107,7 @@ class AlgorithmStrategy(FedAvg):
         """``partition-id -> node_id`` of this round's seeded sample of connected clients."""
         # assigned partitions: Flower's simulation, whose nodes never leave (listing them
         # costs O(federation) in its state each call)
-        connected = set(self.partitions) if self.assigned else set(grid.get_node_ids())
+        connected = set(self.partitions) if self.static else set(grid.get_node_ids())
         nodes = {p: n for n, p in self.partitions.items() if n in connected}
         everyone = list(self.partitions.values())
         sampling = (

@@ -1,4 +1,6 @@
-"""SuperLink + SuperNodes with TLS and SuperNode authentication: loopback and netns hosts."""
+"""SuperLink + SuperNodes with TLS and SuperNode authentication, each SuperNode holding only
+its own site file and the server only a test file: loopback and netns hosts, and the same
+per-round numbers as the simulation of the same partitions (reproducible mode)."""
 
 from __future__ import annotations
 
@@ -10,24 +12,52 @@ from pathlib import Path
 
 import pytest
 
+from fedcore.config import load_config
+from fedcore.federation import build_federation
 from scripts.deploy import Deployment, run, superlink_command, supernode_command
+from scripts.make_sites import site_keys, write_sites
+from scripts.simulate import simulate
 
 pytestmark = pytest.mark.e2e
 
-TINY = (
-    "rounds=2 partition.num_partitions=3 partition.alpha=1.0 "
-    "data.train_subset=1500 data.test_subset=500 partition.client_test_size=200 name=deploy"
-)
+# a small federation of 3 clients (partitions as the simulation draws them)
+FEDERATION = (
+    "partition.alpha=1.0 data.train_subset=1500 data.test_subset=500 "
+    "partition.client_test_size=200 zdac.inversion.steps=20 zdas.inversion.steps=20 "
+    "zdas.samples_per_client=30 zdac.bank_per_class=8 server.evaluate_every=3 name=sites"
+)  # federated evaluation in the last round only: a SuperNode starts a process per message
 
 
-def _check_run(run_dir: Path) -> None:
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["round"] for r in rows] == [1, 2]
+def _sites(tmp_path: Path, bad: bool = False) -> tuple[list[str], str]:
+    """The 3 partitions as site files (plus, with ``bad``, one unreadable site) and the
+    run-config keys of that federation of sites."""
+    fed = build_federation(load_config(None, FEDERATION).with_clients(3))
+    paths = [str(p) for p in write_sites(fed, tmp_path / "sites")]
+    keys = site_keys(fed, tmp_path / "sites" / "test.npz")
+    if bad:
+        broken = tmp_path / "sites" / "site-broken.npz"
+        broken.write_bytes(b"this is not an npz archive")
+        paths.append(str(broken))
+        keys["data.num_sites"] = len(paths)
+    return paths, " ".join(f"{k}='{v}'" for k, v in keys.items())
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _numbers(run_dir: Path) -> tuple[list, list]:
+    rows = _rows(run_dir)
+    return [r["global_accuracy"] for r in rows], rows[-1]["client_accuracies"]
+
+
+def _check_sites_run(run_dir: Path, rounds: int) -> None:
+    rows = _rows(run_dir)
+    assert [r["round"] for r in rows] == list(range(1, rounds + 1))
     assert len(rows[-1]["client_accuracies"]) == 3
-    assert rows[-1]["global_accuracy"] > 0.4
     assert (run_dir / "model_final.pt").is_file() and (run_dir / "config.yaml").is_file()
-    # real SuperNodes own their partitions: the server asks each (server.partition_map=auto)
-    assert json.loads((run_dir / "summary.json").read_text())["partition_map"] == "query"
+    parts = json.loads((run_dir / "partitions.json").read_text())
+    assert parts["sites"] == ["site-000", "site-001", "site-002"]
 
 
 def test_commands_default_to_tls_and_node_auth(tmp_path):
@@ -40,17 +70,38 @@ def test_commands_default_to_tls_and_node_auth(tmp_path):
     assert "--root-certificates" in sn and "--auth-supernode-private-key" in sn
     assert "partition-id=1 num-partitions=2" in sn
     assert "--insecure" in superlink_command(dep, None)
+    sites = Deployment(num_supernodes=2, workdir=tmp_path, sites=["/d/a.npz", "/d/b.npz"])
+    cmd = " ".join(supernode_command(sites, 1, None, None))
+    assert "data-path='/d/b.npz' site-name='b'" in cmd and "/d/a.npz" not in cmd
+    assert "partition-id" not in cmd
 
 
 @pytest.mark.slow
-def test_loopback_deployment_with_tls_and_auth(tmp_path):
-    dep = Deployment(num_supernodes=3, workdir=tmp_path, port=0, supernode_port=0,
-                     run_config=TINY, timeout=500)  # fmt: skip
+@pytest.mark.parametrize("algorithm", ["fedavg", "zda"])
+def test_sites_deployment_gives_the_simulations_numbers(tmp_path, monkeypatch, algorithm):
+    """Loopback SuperLink + one SuperNode per site file (TLS, node auth), the server holding
+    only test.npz: the simulation's per-round accuracies exactly (reproducible mode). The
+    FedAvg run adds an unreadable site: refused with its reason, the others go on."""
+    monkeypatch.setenv("FEDZDA_REPRODUCIBLE", "1")  # the same kernels in every process
+    rounds, bad = 3, algorithm == "fedavg"
+    keys = f"{FEDERATION} algorithm={algorithm} rounds={rounds}"
+    sim_dir = tmp_path / "sim"
+    proc = simulate(f"{keys} output.dir={sim_dir}", 3, tmp_path / "flwr-sim")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    paths, site_config = _sites(tmp_path, bad)
+    dep = Deployment(num_supernodes=len(paths), workdir=tmp_path / "deploy", port=0,
+                     supernode_port=0, run_config=f"{keys} {site_config}", timeout=500,
+                     sites=paths)  # fmt: skip
     run_dir = run(dep)
-    _check_run(run_dir)
-    assert (tmp_path / "certs" / "ca.crt").is_file()
-    assert "https://" in (tmp_path / "logs" / "superlink.log").read_text()
+    _check_sites_run(run_dir, rounds)
+    assert _numbers(run_dir) == _numbers(sim_dir)
+    assert "https://" in (dep.workdir / "logs" / "superlink.log").read_text()
     assert all(p.poll() is not None for p in dep.procs)  # everything stopped
+    if bad:
+        server_log = (dep.workdir / "logs" / "flwr-run.log").read_text()
+        assert "refused node" in server_log and "site-broken" in server_log
+        site_log = (dep.workdir / "logs" / "supernode-3.log").read_text()
+        assert "refuses to join" in site_log and "not an .npz archive" in site_log
 
 
 def _ip(*args: str) -> None:
@@ -107,10 +158,12 @@ def netns_hosts():
 
 @pytest.mark.slow
 def test_netns_deployment_three_hosts(tmp_path, netns_hosts):
+    """The multi-host recipe across network namespaces, each host given only its site."""
     names, addrs = netns_hosts
+    paths, site_config = _sites(tmp_path)
     dep = Deployment(
         num_supernodes=3,
-        workdir=tmp_path,
+        workdir=tmp_path / "deploy",
         superlink_address=addrs[0],
         bind=addrs[0],
         port=0,
@@ -118,9 +171,12 @@ def test_netns_deployment_three_hosts(tmp_path, netns_hosts):
         supernode_hosts=names[1:],
         launcher="ip netns exec {host}",
         superlink_launcher=f"ip netns exec {names[0]}",
-        run_config=TINY,
+        run_config=f"{FEDERATION} rounds=2 {site_config}",
         timeout=500,
+        sites=paths,
     )
-    _check_run(run(dep))
-    log = (tmp_path / "logs" / "superlink.log").read_text()
+    run_dir = run(dep)
+    _check_sites_run(run_dir, 2)
+    assert _rows(run_dir)[-1]["global_accuracy"] > 0.4
+    log = (dep.workdir / "logs" / "superlink.log").read_text()
     assert f"https://{addrs[0]}:{dep.port}" in log

@@ -1,4 +1,4 @@
-"""docker/: checked statically (flags the pinned flwr accepts, partitions, the loopback
+"""docker/: checked statically (flags the pinned flwr accepts, each node's own site, the loopback
 rewrite), and opt-in under a real engine (``FEDZDA_DOCKER_SELFTEST=1``: docker/selftest.sh)."""
 
 from __future__ import annotations
@@ -63,20 +63,28 @@ def test_register_job_uses_a_valid_flwr_subcommand():
         assert "supernode-$$i.pub" in script or f"supernode-{i}.pub" in script
 
 
-def test_supernodes_cover_every_partition_once():
+def test_each_supernode_mounts_only_its_own_site():
     nodes = {n: s for n, s in SERVICES.items() if s.get("command", [""])[0] == "flower-supernode"}
     assert len(nodes) == 3
-    ids, totals = [], set()
-    for svc in nodes.values():
+    for i, svc in enumerate(nodes.values()):
         cfg = next(a for a in svc["command"] if a.startswith("--node-config="))
         kv = dict(x.split("=") for x in shlex.split(cfg.split("=", 1)[1]))
-        ids.append(int(kv["partition-id"]))
-        totals.add(int(kv["num-partitions"]))
+        assert kv == {"data-path": f"/site/site-00{i}.npz", "site-name": f"site-00{i}"}
+        data = [v for v in svc["volumes"] if "/secrets" not in v]
+        assert data == [f"./sites/site-00{i}:/site:ro"]  # no other site, no dataset
         assert any(a.startswith("--auth-supernode-private-key=") for a in svc["command"])
         assert any(a.startswith("--root-certificates=") for a in svc["command"])
-    assert sorted(ids) == list(range(len(nodes))) and totals == {len(nodes)}
     run_cfg = next(a for a in SERVICES["run"]["command"] if a.startswith("--run-config="))
-    assert f"partition.num_partitions={len(nodes)}" in run_cfg
+    assert run_cfg == "--run-config=/server-data/run-config.toml"
+    assert "./sites/server:/server-data:ro" in SERVICES["superlink"]["volumes"]
+
+
+def test_make_sites_script_writes_what_compose_mounts():
+    script = (ROOT / "docker" / "make-sites.sh").read_text()
+    assert "scripts.make_sites" in script and "--clients 3" in script
+    for name in ("site-00$i", "server", "run-config.toml", "/server-data/test.npz"):
+        assert name in script
+    assert "docker/sites" in (ROOT / ".dockerignore").read_text()  # never in the image
 
 
 def test_superlink_is_secure_and_image_pins_versions():
@@ -85,7 +93,7 @@ def test_superlink_is_secure_and_image_pins_versions():
     assert "--disable-runtime-dependency-installation" in sl
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert 'TORCH="torch==2.14.1 torchvision==0.29.1"' in dockerfile
-    assert "dataset-fashion-mnist" in dockerfile
+    assert "dataset" not in dockerfile.split("ARG BASE_IMAGE")[1]  # the image holds no data
     for src in re.findall(r"^COPY (\S+)", dockerfile, flags=re.M):
         for part in src.split():
             assert (ROOT / part).exists(), f"Dockerfile copies missing {part}"
@@ -113,7 +121,7 @@ def test_loopback_rewrite_keeps_the_demo_but_joins_the_host_network():
     sys.path.insert(0, str(ROOT / "docker"))
     from hostnet import rewrite
 
-    doc = rewrite(COMPOSE, 40001, [40011, 40012, 40013], 2, "/tmp/cli")
+    doc = rewrite(COMPOSE, 40001, [40011, 40012, 40013], "/tmp/cli")
     assert set(doc["services"]) == set(SERVICES)
     text = yaml.safe_dump(doc)
     assert "superlink:9092" not in text and "0.0.0.0" not in text
@@ -130,7 +138,7 @@ def test_loopback_rewrite_keeps_the_demo_but_joins_the_host_network():
         node_ports += [a for a in cmd if a.startswith("--port=")]
     assert node_ports == ["--port=40011", "--port=40012", "--port=40013"]
     run = doc["services"]["run"]
-    assert any("rounds=2 " in a for a in run["command"])
+    assert "--run-config=/server-data/run-config.toml" in run["command"]
     assert "/tmp/cli/config.toml:/flwr-cli/config.toml:ro" in run["volumes"]
 
 
