@@ -45,5 +45,6 @@ def run(algorithm: str, rounds: int = 3) -> list[dict[str, float]]:
 
 if __name__ == "__main__":
     names = sys.argv[1:] or ["fedavg", "scaffold", "zda"]
-    json.dump({"platform": platform_kind(), **{n: run(n) for n in names}}, sys.stdout, indent=1)
+    rows = {n: run(n) for n in names}  # one torch thread from here on
+    json.dump({"platform": platform_kind(), **rows}, sys.stdout, indent=1)
     sys.stdout.write("\n")

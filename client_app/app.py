@@ -33,6 +33,7 @@ from fedcore.protocol import (
     TEST_SEED,
     TEST_SHARE,
     EvalReply,
+    SiteQuery,
     asked,
     assigned_partition,
     decode_train_request,
@@ -46,7 +47,15 @@ from fedcore.protocol import (
     state_to_record,
 )
 from fedcore.round import client_update
-from fedcore.sites import ClientData, SitePixels, client_data, read_site, site_summary
+from fedcore.sites import (
+    ClientData,
+    SitePixels,
+    client_data,
+    misfit,
+    read_site,
+    site_summary,
+)
+from fedcore.sitespec import parse_shape
 from fedcore.training import evaluate
 
 app = ClientApp(mods=[secure_aggregation_mod])  # passes every non-SecAgg+ message through
@@ -152,11 +161,12 @@ def describe(msg: Message, context: Context) -> Message:
                              "data.dataset='sites'")  # fmt: skip
         pid, n = node_partition(context.node_config)
         return Message(content=encode_partition(pid, n), reply_to=msg)
-    return Message(content=site_answer(context.node_config, *ask), reply_to=msg)
+    return Message(content=site_answer(context.node_config, ask), reply_to=msg)
 
 
-def site_answer(node_config: dict, stats: bool, counts: bool):
-    """This site's report, or its refusal with the reason (also logged here)."""
+def site_answer(node_config: dict, query: SiteQuery):
+    """This site's report, or its refusal with the reason (also logged here): its data is
+    missing, unreadable or empty, or does not fit what the run config fixes."""
     name = str(node_config.get(SITE_NAME, ""))
     if DATA_PATH not in node_config:
         reason = "this SuperNode has no data-path: start it with --node-config data-path=<file>"
@@ -164,7 +174,11 @@ def site_answer(node_config: dict, stats: bool, counts: bool):
         return encode_site_report(name, {}, reason)
     try:
         site = _site(node_config)
+        problem = misfit(site, parse_shape(query.input_shape), query.num_classes)
     except (DatasetError, ValueError) as e:
-        log(WARNING, "fedzda: site %s refuses to join: %s", name or node_config[DATA_PATH], e)
-        return encode_site_report(name or str(node_config[DATA_PATH]), {}, str(e))
-    return encode_site_report(site.name, site_summary(site, stats, counts))
+        site, problem = None, str(e)
+    if problem:
+        name = site.name if site else name or str(node_config[DATA_PATH])
+        log(WARNING, "fedzda: site %s refuses to join: %s", name, problem)
+        return encode_site_report(name, {}, problem)
+    return encode_site_report(site.name, site_summary(site, query.stats, query.counts))

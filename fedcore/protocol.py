@@ -52,6 +52,7 @@ SITE_QUERY, ASK_STATS, ASK_COUNTS = "site-query", "ask-pixel-stats", "ask-label-
 SITE, REFUSAL = "site", "refusal"
 # ... and every train/evaluate message carries the federation's normalisation and classes
 DATA_MEAN, DATA_STD, NUM_CLASSES = "data-mean", "data-std", "num-classes"
+INPUT_SHAPE = "input-shape"  # (site query) the shape the run config fixes
 
 
 def _flwr():
@@ -310,20 +311,35 @@ def _check_state(state: StateDict, reference: StateDict) -> str | None:
 
 
 # ------------------------------------------------------------------ sites
-def site_query(stats: bool, counts: bool) -> RecordDict:
-    """The server's question to a site before round 1 (what to include in its summary)."""
+@dataclass(frozen=True)
+class SiteQuery:
+    """The server's question to a site before round 1: what to include in its summary, and
+    what the run config fixes of the data (so that a site that does not fit says so)."""
+
+    stats: bool = False  # per-channel pixel sums (no data.mean/std in the run config)
+    counts: bool = False  # label counts (zdas.share_label_counts)
+    input_shape: str = ""  # "C,H,W" the run config fixes, or ""
+    num_classes: int = 0  # the classes the run config fixes, or 0
+
+
+def site_query(query: SiteQuery) -> RecordDict:
+    """A site query as a message's content."""
     from flwr.app import ConfigRecord
 
-    ask = ConfigRecord({SITE_QUERY: True, ASK_STATS: stats, ASK_COUNTS: counts})
+    ask = ConfigRecord(
+        {SITE_QUERY: True, ASK_STATS: query.stats, ASK_COUNTS: query.counts,
+         INPUT_SHAPE: query.input_shape, NUM_CLASSES: query.num_classes}
+    )  # fmt: skip
     return _flwr()[2]({CONFIG: ask})
 
 
-def asked(content: RecordDict) -> tuple[bool, bool] | None:
-    """``(stats, counts)`` a site query asks for, or None for a partition query."""
+def asked(content: RecordDict) -> SiteQuery | None:
+    """The site query a message carries, or None for a partition query."""
     config = content.config_records.get(CONFIG)
     if config is None or not config.get(SITE_QUERY):
         return None
-    return bool(config.get(ASK_STATS)), bool(config.get(ASK_COUNTS))
+    shape, classes = str(config.get(INPUT_SHAPE, "")), int(number(config.get(NUM_CLASSES, 0)))
+    return SiteQuery(bool(config.get(ASK_STATS)), bool(config.get(ASK_COUNTS)), shape, classes)
 
 
 def encode_site_report(name: str, summary: dict[str, Any], refusal: str = "") -> RecordDict:

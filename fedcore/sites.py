@@ -196,6 +196,17 @@ def site_summary(site: SitePixels, stats: bool, counts: bool) -> dict[str, Any]:
     return out
 
 
+def misfit(site: SitePixels, input_shape: tuple[int, ...], num_classes: int) -> str:
+    """Why the site does not fit what the run config fixes ("" when it does; an empty
+    ``input_shape`` or a zero ``num_classes`` fixes nothing)."""
+    if input_shape and site.input_shape != input_shape:
+        return f"its images are {site.input_shape} (C,H,W), the federation's {input_shape}"
+    top = int(max(site.y.max(), site.y_test.max()))
+    if num_classes and top >= num_classes:
+        return f"label {top} is outside the federation's 0..{num_classes - 1}"
+    return ""
+
+
 def client_data(
     site: SitePixels, mean: tuple[float, ...], std: tuple[float, ...], num_classes: int
 ) -> ClientData:

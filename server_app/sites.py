@@ -13,7 +13,7 @@ from flwr.serverapp import Grid
 from flwr.supercore import log
 
 from fedcore.config import ExperimentConfig
-from fedcore.protocol import decode_site_report, site_query
+from fedcore.protocol import SiteQuery, decode_site_report, site_query
 from fedcore.sitespec import SiteFederation, SiteReport, parse_floats, parse_shape, resolve
 from strategies import FederationError
 
@@ -23,12 +23,12 @@ def ask_sites(grid: Grid, cfg: ExperimentConfig, poll: float = 1.0) -> list[Site
     ``server.connect_timeout`` has passed (with at least one answer)."""
     d, timeout = cfg.data, cfg.server.connect_timeout
     deadline = time.monotonic() + timeout
-    stats = not d.mean
-    counts = cfg.section("zdas").share_label_counts
+    query = SiteQuery(not d.mean, cfg.section("zdas").share_label_counts, d.input_shape,
+                      d.num_classes)  # fmt: skip
     reports: dict[int, SiteReport] = {}
     while len(reports) < d.num_sites:
         new = [n for n in grid.get_node_ids() if n not in reports]
-        asks = [Message(site_query(stats, counts), dst_node_id=n, message_type=MessageType.QUERY)
+        asks = [Message(site_query(query), dst_node_id=n, message_type=MessageType.QUERY)
                 for n in new]  # fmt: skip
         for reply in grid.send_and_receive(asks, timeout=timeout) if asks else []:
             node = reply.metadata.src_node_id

@@ -171,3 +171,26 @@ def test_site_keys_are_checked_up_front():
         assert key in text
     with pytest.raises(ConfigError, match="only for data.dataset='sites'"):
         load_config(None, "data.num_sites=3")
+
+
+def test_a_site_refuses_itself_with_its_reason(tmp_path):
+    """The ClientApp's answer to the site query: a summary, or the refusal (and its log)."""
+    from client_app.app import site_answer
+    from fedcore.protocol import SiteQuery, decode_site_report
+
+    read_site.cache_clear()
+    path = str(_npz(tmp_path / "s.npz", labels=5))
+    name, summary, refusal = decode_site_report(
+        site_answer({"data-path": path, "site-name": "s"}, SiteQuery(True, True))
+    )
+    assert (name, refusal) == ("s", "") and summary["num-examples"] == 16
+    assert sum(summary["label-counts"]) == 16 and len(summary["label-counts"]) == 5
+    assert len(summary["channel-sum"]) == 1 and summary["pixel-count"] == 16 * 64
+    for query, reason in [
+        (SiteQuery(input_shape="3,8,8"), "its images are (1, 8, 8)"),
+        (SiteQuery(num_classes=3), "label 4 is outside"),
+    ]:
+        assert reason in decode_site_report(site_answer({"data-path": path}, query))[2]
+    missing = decode_site_report(site_answer({"data-path": str(tmp_path / "no")}, SiteQuery()))
+    assert "does not exist" in missing[2]
+    assert "no data-path" in decode_site_report(site_answer({}, SiteQuery()))[2]
