@@ -1,0 +1,126 @@
+"""Shapes the picks were not tuned on: every pick so far comes from one federation shape
+(100 clients, 10 per round, 5 local epochs, 50 rounds). Here the recommended methods and
+their bases (X and zdas+X, at the held-out settings of ``benchmarks.heldout``) run on three
+other shapes, #C=2, seeds 0-2. The shapes were fixed (and committed) before any cell ran:
+
+- ``few``: 20 clients, half of them per round, 5 local epochs, 30 rounds;
+- ``one-epoch``: the FMNIST-100 federation with 1 local epoch;
+- ``full``: 10 clients, all of them every round, 1 local epoch, 30 rounds (where a large
+  FedLC tau may be a per-setting recipe rather than a default).
+
+Target: adding ZDAS never leaves a base below it (paired by seed: last-10 accuracy and
+worst-10 %). Cells run through the core loop in reproducible mode, one at a time, each
+saved at once in ``benchmarks/results/shapes/``:
+
+    FEDZDA_REPRODUCIBLE=1 .venv/bin/python -m benchmarks.shapes [--cell NAME] [--list]
+    .venv/bin/python -m benchmarks.shapes --report    # shapes.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from benchmarks.heldout import SETTINGS, last10
+from benchmarks.matrix import code_version
+from benchmarks.paired_core import core_run
+from benchmarks.yardstick import PARTITIONS, RESULTS
+from fedcore import reproducible
+
+METHOD_KEYS = ("zdas.share_label_counts=true zdas.samples_per_client=50 "
+               "zdas.inversion.warm_steps=2 zdas.replay_per_class=64")  # fmt: skip
+SHAPES = {  # name -> (clients, rounds, run-config keys of the shape)
+    "few": (20, 30, "train.local_epochs=5 server.fraction_train=0.5 "
+            "server.fraction_evaluate=0.5 server.evaluate_every=5"),
+    "one-epoch": (100, 50, "train.local_epochs=1 server.fraction_train=0.1 "
+                  "server.fraction_evaluate=0.1 server.evaluate_every=5"),
+    "full": (10, 30, "train.local_epochs=1 server.fraction_train=1.0 "
+             "server.fraction_evaluate=1.0 server.evaluate_every=5"),
+}  # fmt: skip
+PAIRS = (("fedlc", "zdas+fedlc"), ("scaffold", "zdas+scaffold"))
+SEEDS = (0, 1, 2)
+OUT = RESULTS / "shapes"
+# zdas+fedlc at zdas+fedlc's own tuned tau (8); the others as on the held-out seeds
+SETTING = {**SETTINGS, "zdas+fedlc": "fedlc.tau=8"}
+
+
+def cells() -> list[tuple[str, str, int]]:
+    """(shape, method, seed): shape by shape, seed by seed, each pair together."""
+    return [(sh, m, s) for sh in SHAPES for s in SEEDS for pair in PAIRS for m in pair]
+
+
+def name(shape: str, method: str, seed: int) -> str:
+    return f"{shape}-{method}-c2-s{seed}"
+
+
+def keys(shape: str, method: str, seed: int) -> str:
+    _, rounds, federation = SHAPES[shape]
+    return (f"algorithm={method} seed={seed} rounds={rounds} {PARTITIONS['c2']} {federation} "
+            f"{METHOD_KEYS} {SETTING[method]} name=shape-{shape}-c2")  # fmt: skip
+
+
+def report(rows: list[dict]) -> str:
+    """Per shape and pair: zdas+X minus X per seed (last 10, worst-10 %), and the verdict."""
+    lines = ["# Other shapes (#C=2, seeds 0-2; `benchmarks/shapes.py`)", "",
+             "Δ: zdas+X minus X, paired by seed. Target: no Δ below 0.", "",
+             "| shape | X | X last 10 | zdas+X last 10 | Δ last 10 per seed "
+             "| Δ worst-10 % per seed | verdict |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    by = {(r["shape"], r["algorithm"], r["seed"]): r for r in rows}
+    for shape in SHAPES:
+        for base, zdas in PAIRS:
+            both = [s for s in SEEDS if (shape, base, s) in by and (shape, zdas, s) in by]
+            if not both:
+                continue
+            b, z = ([by[shape, m, s] for s in both] for m in (base, zdas))
+            d = [last10(y) - last10(x) for x, y in zip(b, z, strict=True)]
+            w = [
+                y["client_acc_worst10"] - x["client_acc_worst10"] for x, y in zip(b, z, strict=True)
+            ]
+            ok = min(d + w) >= 0
+            lines.append(
+                f"| {shape} | {base} | {np.mean([last10(x) for x in b]) * 100:.1f} "
+                f"| {np.mean([last10(y) for y in z]) * 100:.1f} "
+                f"| {' / '.join(f'{v * 100:+.1f}' for v in d)} "
+                f"| {' / '.join(f'{v * 100:+.1f}' for v in w)} | {'met' if ok else 'missed'} "
+                f"({len(both)} seeds) |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cell", default="", help="one cell by name, e.g. few-fedlc-c2-s0")
+    ap.add_argument("--list", action="store_true", help="print the cells' names and stop")
+    ap.add_argument("--report", action="store_true", help="only rebuild shapes.md")
+    a = ap.parse_args()
+    todo = [c for c in cells() if not a.cell or name(*c) == a.cell]
+    if a.cell and not todo:
+        ap.error(f"no cell {a.cell!r}; see --list")
+    if a.list:
+        print("\n".join(name(*c) for c in todo))
+        return 0
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not a.report:
+        if not reproducible.enabled():
+            print(f"shape cells run in reproducible mode: set {reproducible.ENV}=1",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        for shape, method, seed in todo:
+            path = OUT / f"{name(shape, method, seed)}.json"
+            if path.is_file():
+                continue
+            print(f"run  {path.stem} ...", flush=True)
+            row = {"shape": shape, "algorithm": method, "partition": "c2", "seed": seed,
+                   "setting": SETTING[method], "code": code_version()}  # fmt: skip
+            row |= core_run(keys(shape, method, seed), SHAPES[shape][0])
+            path.write_text(json.dumps(row, indent=2))  # saved at once: resumable
+    rows = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
+    (RESULTS / "shapes.md").write_text(report(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
