@@ -29,10 +29,10 @@ OUT = RESULTS / "tuning"
 # (a trial is skipped by name: rerun a method's trials by hand when FIXED changes)
 GRID: dict[str, tuple[str, tuple[float, ...]]] = {
     "fedavg": ("train.lr", (0.003, 0.01, 0.03)),
-    "scaffold": ("train.lr", (0.003, 0.01, 0.03)),
+    "scaffold": ("train.lr", (0.001, 0.003, 0.01, 0.03)),  # 0.001: 0.003 was the edge
     "fedprox": ("fedprox.mu", (0.001, 0.01, 0.1, 1.0)),  # 1.0: 0.1 was the edge
-    "qfedavg": ("qfedavg.q", (0.1, 1.0, 5.0)),
-    "fedlc": ("fedlc.tau", (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)),  # 4, 8, 16: each pick the edge
+    "qfedavg": ("qfedavg.q", (0.01, 0.03, 0.1, 1.0, 5.0)),  # 0.01, 0.03: 0.1 was the edge
+    "fedlc": ("fedlc.tau", (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)),  # each pick the edge
     # compositions of ZDA with a baseline, at the baseline's default knob (one trial each)
     "zda+fedlc": ("fedlc.tau", (1.0, 8.0)),  # 8.0: FedLC's pick when it ran
     "zda+scaffold": ("train.lr", (0.01,)),
@@ -43,7 +43,7 @@ GRID: dict[str, tuple[str, tuple[float, ...]]] = {
     "zdas+fedlc": ("fedlc.tau", (8.0,)),
     # at SCAFFOLD's tuned lr (FIXED): it beat zdas+fedlc in a 25-round #C=2 trial; a lower
     # fine-tuning lr led in 20-round #C=2 trials on a GPU (levers.md)
-    "zdas+scaffold": ("zdas.finetune_lr", (0.0003, 0.001)),
+    "zdas+scaffold": ("zdas.finetune_lr", (0.0001, 0.0003, 0.001)),  # 0.0001: past the edge
 }
 # settings every trial of a method shares, before its knob (a composition's baseline pick)
 FIXED: dict[str, str] = {"zdas+scaffold": "train.lr=0.003"}
