@@ -1,6 +1,7 @@
 """The golden numbers: README command 1's federation (``configs/compare.toml``: 100 clients,
-Dirichlet 0.1, 10 sampled per round, 5 local epochs) for 2 rounds of FedAvg and ZDAS, in
-reproducible mode, through Flower and through the core round loop.
+#C=2, 10 sampled per round, 5 local epochs) for 2 rounds of FedAvg and of the recommended
+zdas+scaffold at command 1's settings, in reproducible mode, through Flower and through the
+core round loop.
 
 ``--write`` runs both paths, refuses when they differ, and writes ``tests/golden/demo.json``
 (per round: global accuracy and loss; after the last round: every client's accuracy);
@@ -30,15 +31,18 @@ from fedcore.provenance import platform_info
 from fedcore.round import run_rounds
 from fedcore.runconfig import run_config_file
 from fedcore.training import evaluate
+from scripts.compare import METHODS as COMMAND1
+from scripts.compare import parse_methods
 from scripts.simulate import simulate
 
 EXPERIMENT = ROOT / "configs" / "compare.toml"
 GOLDEN = ROOT / "tests" / "golden" / "demo.json"
-METHODS, ROUNDS, CLIENTS = ("fedavg", "zdas"), 2, 100
+METHODS, ROUNDS, CLIENTS = ("fedavg", "zdas+scaffold"), 2, 100
 
 
 def overrides(method: str) -> str:
-    return f"algorithm={method} rounds={ROUNDS}"
+    """The method as command 1 runs it, for ``ROUNDS`` rounds."""
+    return f"algorithm={method} {parse_methods(COMMAND1)[method]} rounds={ROUNDS}"
 
 
 def core(method: str) -> dict:

@@ -50,3 +50,23 @@ def test_bad_experiment_is_refused_before_anything_runs(tmp_path, capsys):
     assert main(["rounds=0", f"output.dir={tmp_path / 'out'}"]) == 1
     assert "rounds: must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_readme_table_is_generated_from_the_published_compare_json():
+    """README command 1's table comes from benchmarks/results/compare.json and names the
+    platform that made it (``python -m scripts.compare --readme`` rewrites it)."""
+    from scripts.compare import BEGIN, END, PUBLISHED, README, readme_block
+
+    doc = json.loads(PUBLISHED.read_text())
+    text = README.read_text()
+    block = BEGIN + text.split(BEGIN, 1)[1].split(END, 1)[0] + END
+    assert block == readme_block(doc)
+    assert doc["platform"]["kind"] in block and set(doc["methods"]) == {
+        "fedavg", "fedlc", "zdas+scaffold"}  # fmt: skip
+
+
+def test_methods_parse_into_algorithms_and_their_settings():
+    from scripts.compare import METHODS, parse_methods
+
+    assert parse_methods("fedavg; fedlc fedlc.tau=16 ;") == {"fedavg": "", "fedlc": "fedlc.tau=16"}
+    assert parse_methods(METHODS)["zdas+scaffold"] == "train.lr=0.003 zdas.finetune_lr=0.0003"

@@ -1,6 +1,6 @@
-"""The golden numbers (slow tier): README command 1's federation, 2 rounds of FedAvg and ZDAS
-through Flower in reproducible mode, per-round accuracy and loss and every client's final
-accuracy asserted exactly against ``tests/golden/demo.json``.
+"""The golden numbers (slow tier): README command 1's federation, 2 rounds of FedAvg and
+zdas+scaffold through Flower in reproducible mode, per-round accuracy and loss and every
+client's final accuracy asserted exactly against ``tests/golden/demo.json``.
 
 The file is written by ``FEDZDA_REPRODUCIBLE=1 python -m benchmarks.golden --write``, which
 also runs the core round loop and refuses to write when the two paths differ. A change
