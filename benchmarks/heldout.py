@@ -18,18 +18,14 @@ once in ``benchmarks/results/heldout/`` and skipped on the next start:
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-
 import numpy as np
 
+from benchmarks import cellset
 from benchmarks.fmnist100 import FMNIST100
 from benchmarks.matrix import code_version
 from benchmarks.paired_core import core_run
 from benchmarks.report import mean_std
 from benchmarks.yardstick import RESULTS
-from fedcore import reproducible
 
 ROUNDS, LAST, SEEDS = 50, 10, (3, 4, 5)
 SETTINGS = {
@@ -114,33 +110,8 @@ def report(rows: list[dict]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cell", default="", help="one cell by name, e.g. fedlc-c2-s3")
-    ap.add_argument("--list", action="store_true", help="print the cells' names and stop")
-    ap.add_argument("--report", action="store_true", help="only rebuild heldout.md")
-    a = ap.parse_args()
-    todo = [c for c in cells() if not a.cell or name(*c) == a.cell]
-    if a.cell and not todo:
-        ap.error(f"no cell {a.cell!r}; see --list")
-    if a.list:
-        print("\n".join(name(*c) for c in todo))
-        return 0
-    OUT.mkdir(parents=True, exist_ok=True)
-    if not a.report:
-        if not reproducible.enabled():
-            print(f"held-out cells run in reproducible mode: set {reproducible.ENV}=1",
-                  file=sys.stderr)  # fmt: skip
-            return 2
-        for c in todo:
-            path = OUT / f"{name(*c)}.json"
-            if path.is_file():
-                print(f"skip {path.name} (done)")
-                continue
-            print(f"run  {path.stem} ...", flush=True)
-            path.write_text(json.dumps(run(*c), indent=2))  # saved at once: resumable
-    rows = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
-    (RESULTS / "heldout.md").write_text(report(rows))
-    return 0
+    return cellset.main(__doc__ or "", cells(), name, run, OUT, report,
+                        RESULTS / "heldout.md")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -18,17 +18,13 @@ saved at once in ``benchmarks/results/shapes/``:
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-
 import numpy as np
 
+from benchmarks import cellset
 from benchmarks.heldout import SETTINGS, last10
 from benchmarks.matrix import code_version
 from benchmarks.paired_core import core_run
 from benchmarks.yardstick import PARTITIONS, RESULTS
-from fedcore import reproducible
 
 METHOD_KEYS = ("zdas.share_label_counts=true zdas.samples_per_client=50 "
                "zdas.inversion.warm_steps=2 zdas.replay_per_class=64")  # fmt: skip
@@ -90,36 +86,15 @@ def report(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run(shape: str, method: str, seed: int) -> dict:
+    row = {"shape": shape, "algorithm": method, "partition": "c2", "seed": seed,
+           "setting": SETTING[method], "code": code_version()}  # fmt: skip
+    return row | core_run(keys(shape, method, seed), SHAPES[shape][0])
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cell", default="", help="one cell by name, e.g. few-fedlc-c2-s0")
-    ap.add_argument("--list", action="store_true", help="print the cells' names and stop")
-    ap.add_argument("--report", action="store_true", help="only rebuild shapes.md")
-    a = ap.parse_args()
-    todo = [c for c in cells() if not a.cell or name(*c) == a.cell]
-    if a.cell and not todo:
-        ap.error(f"no cell {a.cell!r}; see --list")
-    if a.list:
-        print("\n".join(name(*c) for c in todo))
-        return 0
-    OUT.mkdir(parents=True, exist_ok=True)
-    if not a.report:
-        if not reproducible.enabled():
-            print(f"shape cells run in reproducible mode: set {reproducible.ENV}=1",
-                  file=sys.stderr)  # fmt: skip
-            return 2
-        for shape, method, seed in todo:
-            path = OUT / f"{name(shape, method, seed)}.json"
-            if path.is_file():
-                continue
-            print(f"run  {path.stem} ...", flush=True)
-            row = {"shape": shape, "algorithm": method, "partition": "c2", "seed": seed,
-                   "setting": SETTING[method], "code": code_version()}  # fmt: skip
-            row |= core_run(keys(shape, method, seed), SHAPES[shape][0])
-            path.write_text(json.dumps(row, indent=2))  # saved at once: resumable
-    rows = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
-    (RESULTS / "shapes.md").write_text(report(rows))
-    return 0
+    return cellset.main(__doc__ or "", cells(), name, run, OUT, report,
+                        RESULTS / "shapes.md")  # fmt: skip
 
 
 if __name__ == "__main__":

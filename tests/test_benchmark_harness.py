@@ -120,3 +120,28 @@ def test_adopt_saves_only_full_cells_of_the_current_pick(tmp_path, monkeypatch):
     scaffold = row | {"algorithm": "zdas+scaffold", "setting": setting("zdas+scaffold")}
     assert is_current(scaffold)
     assert not is_current(scaffold | {"setting": "train.lr=0.1"})
+
+
+def test_a_cell_set_runs_missing_cells_once_and_only_in_reproducible_mode(tmp_path, monkeypatch):
+    import sys
+
+    from benchmarks import cellset
+
+    ran = []
+
+    def run(method, seed):
+        ran.append((method, seed))
+        return {"algorithm": method, "seed": seed}
+
+    def go(*argv):
+        monkeypatch.setattr(sys, "argv", ["x", *argv])
+        return cellset.main("doc", [("a", 0), ("b", 1)], lambda m, s: f"{m}-s{s}", run,
+                            tmp_path / "cells", lambda rows: f"{len(rows)} rows\n",
+                            tmp_path / "report.md")  # fmt: skip
+
+    monkeypatch.delenv("FEDZDA_REPRODUCIBLE", raising=False)
+    assert go() == 2 and not ran  # refused: these numbers must reproduce elsewhere
+    monkeypatch.setenv("FEDZDA_REPRODUCIBLE", "1")
+    assert go("--cell", "b-s1") == 0 and ran == [("b", 1)]
+    assert go() == 0 and ran == [("b", 1), ("a", 0)]  # b is skipped: saved already
+    assert (tmp_path / "report.md").read_text() == "2 rows\n"
