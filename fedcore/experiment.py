@@ -63,7 +63,7 @@ class PartitionConfig:
 class ModelConfig:
     """Model architecture by name."""
 
-    name: str = "cnn"  # cnn (1x28x28), resnet (small, 3x32x32) or resnet18 (torchvision)
+    name: str = "cnn"  # cnn (1x28x28), resnet (3x32x32), resnet18, or "package.module:factory"
 
 
 @dataclass(frozen=True)
