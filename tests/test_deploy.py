@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,9 @@ from fedcore.config import load_config
 from fedcore.federation import build_federation
 from scripts.deploy import Deployment, run, superlink_command, supernode_command
 from scripts.make_sites import site_keys, write_sites
-from scripts.simulate import simulate
 
 pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parent.parent
 
 # a small federation of 3 clients (partitions as the simulation draws them)
 FEDERATION = (
@@ -77,31 +78,67 @@ def test_commands_default_to_tls_and_node_auth(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["fedavg", "zda"])
-def test_sites_deployment_gives_the_simulations_numbers(tmp_path, monkeypatch, algorithm):
+def test_fedavg_sites_deployment_gives_the_simulations_numbers(tmp_path, monkeypatch):
     """Loopback SuperLink + one SuperNode per site file (TLS, node auth), the server holding
-    only test.npz: the simulation's per-round accuracies exactly (reproducible mode). The
-    FedAvg run adds an unreadable site: refused with its reason, the others go on."""
+    only test.npz: the simulation's numbers of the same partitions (the core round loop,
+    which the golden test holds equal to Flower's simulation), per round, exactly
+    (reproducible mode). A fourth, unreadable site is refused with its reason."""
     monkeypatch.setenv("FEDZDA_REPRODUCIBLE", "1")  # the same kernels in every process
-    rounds, bad = 3, algorithm == "fedavg"
-    keys = f"{FEDERATION} algorithm={algorithm} rounds={rounds}"
-    sim_dir = tmp_path / "sim"
-    proc = simulate(f"{keys} output.dir={sim_dir}", 3, tmp_path / "flwr-sim")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    paths, site_config = _sites(tmp_path, bad)
+    keys = f"{FEDERATION} algorithm=fedavg rounds=3"
+    paths, site_config = _sites(tmp_path, bad=True)
     dep = Deployment(num_supernodes=len(paths), workdir=tmp_path / "deploy", port=0,
                      supernode_port=0, run_config=f"{keys} {site_config}", timeout=500,
                      sites=paths)  # fmt: skip
     run_dir = run(dep)
-    _check_sites_run(run_dir, rounds)
-    assert _numbers(run_dir) == _numbers(sim_dir)
+    _check_sites_run(run_dir, 3)
+    assert list(_numbers(run_dir)) == list(_core_numbers(keys, 3))
     assert "https://" in (dep.workdir / "logs" / "superlink.log").read_text()
     assert all(p.poll() is not None for p in dep.procs)  # everything stopped
-    if bad:
-        server_log = (dep.workdir / "logs" / "flwr-run.log").read_text()
-        assert "refused node" in server_log and "site-broken" in server_log
-        site_log = (dep.workdir / "logs" / "supernode-3.log").read_text()
-        assert "refuses to join" in site_log and "not an .npz archive" in site_log
+    server_log = (dep.workdir / "logs" / "flwr-run.log").read_text()
+    assert "refused node" in server_log and "site-broken" in server_log
+    site_log = (dep.workdir / "logs" / "supernode-3.log").read_text()
+    assert "refuses to join" in site_log and "not an .npz archive" in site_log
+
+
+def _core_numbers(keys: str, clients: int) -> tuple[list, list]:
+    """Per-round global accuracy and the final client accuracies of ``keys`` through the
+    core round loop, in a fresh process in reproducible mode."""
+    code = ("import json; from benchmarks.paired_core import core_run; "
+            f"r = core_run({keys!r}, {clients}); "
+            "print(json.dumps([r['accuracy_per_round'], r['client_accuracies']]))")  # fmt: skip
+    env = dict(os.environ, FEDZDA_REPRODUCIBLE="1")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    accuracy, clients_acc = json.loads(out.stdout.strip().splitlines()[-1])
+    return accuracy, clients_acc
+
+
+@pytest.mark.slow
+def test_zda_sites_across_hosts_give_the_simulations_numbers(tmp_path, monkeypatch, hosts):
+    """The multi-host recipe: a SuperLink host and three SuperNode hosts (network
+    namespaces on a private bridge where root allows, else loopback), each SuperNode host
+    given only its own site file: the core round loop's ZDA numbers of the same partitions,
+    per round, exactly (the golden test holds the core loop equal to Flower's simulation)."""
+    monkeypatch.setenv("FEDZDA_REPRODUCIBLE", "1")
+    keys = f"{FEDERATION} algorithm=zda rounds=3"
+    paths, site_config = _sites(tmp_path)
+    where: dict = {"port": 0, "supernode_port": 0}
+    if hosts:
+        names, addrs = hosts
+        where |= {"superlink_address": addrs[0], "bind": addrs[0], "supernode_hosts": names[1:],
+                  "launcher": "ip netns exec {host}",
+                  "superlink_launcher": f"ip netns exec {names[0]}"}  # fmt: skip
+    dep = Deployment(num_supernodes=3, workdir=tmp_path / "deploy", timeout=500, sites=paths,
+                     run_config=f"{keys} {site_config}", **where)  # fmt: skip
+    run_dir = run(dep)
+    _check_sites_run(run_dir, 3)
+    assert list(_numbers(run_dir)) == list(_core_numbers(keys, 3))
+    rows = _rows(run_dir)
+    assert all(r["train_zdas_samples"] > 0 and r["train_refused"] == 0 for r in rows)
+    assert rows[-1]["train_syn_count"] > 0  # ZDAC: the sites trained on synthetic samples too
+    if hosts:
+        log = (dep.workdir / "logs" / "superlink.log").read_text()
+        assert f"https://{hosts[1][0]}:{dep.port}" in log
 
 
 def _ip(*args: str) -> None:
@@ -109,17 +146,20 @@ def _ip(*args: str) -> None:
 
 
 @pytest.fixture
-def netns_hosts():
-    """A SuperLink namespace and 3 SuperNode namespaces on a private bridge, 127.100.x.y."""
+def hosts():
+    """A SuperLink namespace and 3 SuperNode namespaces on a private bridge, 127.100.x.y;
+    None (loopback instead) where network namespaces cannot be made."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("network namespaces need root and iproute2 (`ip`)")
+        yield None
+        return
     tag = f"{os.getpid() % 10000}"
     bridge, names = f"fzb{tag}", [f"fzs{tag}"] + [f"fzn{tag}x{i}" for i in range(3)]
     addrs = ["127.100.0.1"] + [f"127.100.0.{10 + i}" for i in range(3)]
     try:
         _ip("netns", "add", names[0])
-    except subprocess.CalledProcessError as e:
-        pytest.skip(f"`ip netns add` is unavailable here: {e.stderr.decode().strip()}")
+    except subprocess.CalledProcessError:
+        yield None
+        return
     try:
         _ip("link", "add", bridge, "type", "bridge")
         _ip("link", "set", bridge, "up")
@@ -154,29 +194,3 @@ def netns_hosts():
         for ns in names:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
-
-
-@pytest.mark.slow
-def test_netns_deployment_three_hosts(tmp_path, netns_hosts):
-    """The multi-host recipe across network namespaces, each host given only its site."""
-    names, addrs = netns_hosts
-    paths, site_config = _sites(tmp_path)
-    dep = Deployment(
-        num_supernodes=3,
-        workdir=tmp_path / "deploy",
-        superlink_address=addrs[0],
-        bind=addrs[0],
-        port=0,
-        supernode_port=0,
-        supernode_hosts=names[1:],
-        launcher="ip netns exec {host}",
-        superlink_launcher=f"ip netns exec {names[0]}",
-        run_config=f"{FEDERATION} rounds=2 {site_config}",
-        timeout=500,
-        sites=paths,
-    )
-    run_dir = run(dep)
-    _check_sites_run(run_dir, 2)
-    assert _rows(run_dir)[-1]["global_accuracy"] > 0.4
-    log = (dep.workdir / "logs" / "superlink.log").read_text()
-    assert f"https://{addrs[0]}:{dep.port}" in log

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from fedcore.config import load_config
+from fedcore.sampling import TRAIN, Sampling, sample_partitions
 from scripts.deploy import Deployment, run
 from server_app.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tests.conftest import flwr_run
@@ -91,23 +92,37 @@ def test_killed_supernode_round_finishes_with_remaining_replies(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_resumed_run_equals_uninterrupted_run(tmp_path):
-    base = f"rounds=3 {TINY} algorithm=zdas zdas.samples_per_client=10 zdas.inversion.steps=5 "
-    base += "zdas.inversion.warm_steps=2 name=resume"
-    full = flwr_run(tmp_path / "a", base, num_supernodes=3)
+def test_resumed_run_equals_uninterrupted_run_and_samples_the_same(tmp_path):
+    """ZDAS on 10 clients, 3 sampled per round: a run stopped after round 2 and resumed ends
+    with the uninterrupted run's model and accuracies, and trains and evaluates the same
+    seeded samples of clients (federated evaluation every 2nd round on 5, all 10 last)."""
+    base = (
+        "rounds=3 partition.alpha=1.0 data.train_subset=2000 data.test_subset=500 "
+        "partition.client_test_size=50 server.fraction_train=0.3 server.fraction_evaluate=0.5 "
+        "server.evaluate_every=2 seed=4 algorithm=zdas zdas.samples_per_client=10 "
+        "zdas.inversion.steps=5 zdas.inversion.warm_steps=2 name=resume"
+    )
+    full = flwr_run(tmp_path / "a", base, num_supernodes=10)
     cut = flwr_run(
         tmp_path / "b",
         base + " faults.stop_after_round=2",
-        num_supernodes=3,
+        num_supernodes=10,
         expect="stopped after round 2",
     )
     assert not (cut / "model_final.pt").exists()
-    resumed = flwr_run(tmp_path / "c", base, num_supernodes=3, resume=cut)
+    resumed = flwr_run(tmp_path / "c", base, num_supernodes=10, resume=cut)
     assert resumed == cut
     a, b = torch.load(full / "model_final.pt"), torch.load(resumed / "model_final.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    ra, rb = _rows(full), _rows(resumed)
-    assert [r["global_accuracy"] for r in ra] == [r["global_accuracy"] for r in rb]
+    ra, rows = _rows(full), _rows(resumed)
+    assert [r["global_accuracy"] for r in ra] == [r["global_accuracy"] for r in rows]
+    expected = [sample_partitions(range(10), Sampling(0.3), 4, r, TRAIN) for r in (1, 2, 3)]
+    assert [r["train_partitions"] for r in rows] == expected
+    assert [r["train_replies"] for r in rows] == [3, 3, 3]
+    assert [len(r["eval_partitions"]) for r in rows] == [0, 5, 10]
+    assert "client_acc_mean" not in rows[0]
+    assert sum(a is not None for a in rows[1]["client_accuracies"]) == 5
+    assert all(a is not None for a in rows[2]["client_accuracies"])
 
 
 def test_corrupt_missing_or_mismatched_checkpoint_is_a_clear_error(tmp_path):

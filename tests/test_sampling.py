@@ -1,11 +1,6 @@
 """Client sampling: seeded per round, recorded in the run directory, replayed on resume."""
 
-import json
-
-import pytest
-
 from fedcore.sampling import EVALUATE, TRAIN, Rounds, Sampling, sample_partitions
-from tests.conftest import flwr_run
 
 
 def test_sample_sizes_and_seeded_draws():
@@ -29,26 +24,3 @@ def test_sample_sizes_and_seeded_draws():
     assert Rounds(last_round=4).evaluation(4, 10_000).size(10_000) == 10_000  # 0: all
     rounds = Rounds(evaluate_every=3, last_round=7)
     assert [r for r in range(1, 8) if rounds.evaluates(r)] == [3, 6, 7]
-
-
-@pytest.mark.slow
-@pytest.mark.e2e
-def test_three_of_ten_train_and_a_resumed_run_samples_the_same(tmp_path):
-    base = (
-        "rounds=3 partition.alpha=1.0 data.train_subset=2000 data.test_subset=500 "
-        "partition.client_test_size=50 server.fraction_train=0.3 server.fraction_evaluate=0.5 "
-        "server.evaluate_every=2 seed=4 name=sampling"
-    )
-    cut = flwr_run(
-        tmp_path / "a", base + " faults.stop_after_round=2", 10, expect="stopped after round 2"
-    )
-    run = flwr_run(tmp_path / "b", base, 10, resume=cut)
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    expected = [sample_partitions(range(10), Sampling(0.3), 4, r, TRAIN) for r in (1, 2, 3)]
-    assert [r["train_partitions"] for r in rows] == expected
-    assert [r["train_replies"] for r in rows] == [3, 3, 3]
-    # federated evaluation in round 2 (every 2nd) on 5 clients, and on all 10 in the last round
-    assert [len(r["eval_partitions"]) for r in rows] == [0, 5, 10]
-    assert "client_acc_mean" not in rows[0]
-    assert sum(a is not None for a in rows[1]["client_accuracies"]) == 5
-    assert all(a is not None for a in rows[2]["client_accuracies"])
