@@ -30,6 +30,7 @@ from fedcore.federation import build_federation
 from fedcore.provenance import platform_info
 from fedcore.round import run_rounds
 from fedcore.runconfig import run_config_file
+from fedcore.rundir import recorded_platform
 from fedcore.training import evaluate
 from scripts.compare import METHODS as COMMAND1
 from scripts.compare import parse_methods
@@ -73,7 +74,7 @@ def flower(method: str, home: Path) -> dict:
         "rounds": [{"accuracy": r["global_accuracy"], "loss": r["global_loss"]} for r in rows],
         "client_accuracies": rows[-1]["client_accuracies"],
         "seconds": time.perf_counter() - t0,
-        "platform": json.loads((run_dir / "meta.json").read_text())["platform"],
+        "platform": recorded_platform(run_dir),
     }
 
 

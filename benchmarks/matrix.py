@@ -26,6 +26,7 @@ from fedcore.config import load_config
 from fedcore.datasets import load_dataset
 from fedcore.models import build_model
 from fedcore.provenance import platform_info
+from fedcore.rundir import recorded_platform
 from fedcore.training import TrainConfig, evaluate, train_local
 from scripts.simulate import simulate
 
@@ -54,7 +55,7 @@ def run_federated(
         raise RuntimeError(f"cell {algorithm}/{partition}/{seed} failed; see {workdir}/flwr.log")
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     last = rows[-1]
-    platform = json.loads((run_dir / "meta.json").read_text()).get("platform")
+    platform = recorded_platform(run_dir)
     # Inversion time per round: the clients' ZDAC inversions, the server's ZDAS inversions
     # and the server's ZDAC bank.
     inv = [

@@ -269,7 +269,7 @@ def load_idx_dir(directory: str | Path, classes: tuple[str, ...] | None = None) 
 
 
 # ----------------------------------------------------------------------------- NPZ
-def npz_problem(x: np.ndarray, y: np.ndarray) -> str:
+def _npz_problem(x: np.ndarray, y: np.ndarray) -> str:
     """What is wrong with an npz's arrays (empty string: nothing)."""
     if x.dtype.kind not in "iuf":
         return f"x has dtype {x.dtype}, not numbers"
@@ -285,6 +285,23 @@ def npz_problem(x: np.ndarray, y: np.ndarray) -> str:
     elif x.min() < 0 or x.max() > 255:
         return f"integer x must lie in 0..255, found {int(x.min())}..{int(x.max())}"
     return ""
+
+
+def u8_images(x: np.ndarray, y: np.ndarray, where: str, hint: str = "") -> tuple:
+    """An npz's ``x`` (N,H,W or N,C,H,W; uint8 or floats in [0, 1]) and ``y`` (N integer
+    labels, N >= 1) as uint8 NCHW images and int64 labels; a :class:`DatasetError` naming
+    ``where`` (and ``hint``) otherwise."""
+    tail = f". {hint}" if hint else ""
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or y.ndim != 1 or len(x) != len(y) or len(y) == 0:
+        raise DatasetError(f"{where}: x {x.shape} / y {y.shape} are not N images + N labels{tail}")
+    problem = _npz_problem(x, y)
+    if problem:
+        raise DatasetError(f"{where}: {problem}{tail}")
+    if x.dtype != np.uint8:
+        x = np.rint(x.astype(np.float64) * (1.0 if x.dtype.kind in "iu" else 255.0))
+    return x.astype(np.uint8), y.astype(np.int64)
 
 
 def load_npz(train_path: str | Path, test_path: str | Path) -> Splits:
@@ -304,18 +321,7 @@ def load_npz(train_path: str | Path, test_path: str | Path) -> Splits:
             raise DatasetError(f"cannot read {path}: {e}. {hint}") from e
         except AttributeError as e:  # a plain .npy: np.load returns an array, not an archive
             raise DatasetError(f"{path} is not an .npz archive. {hint}") from e
-        if x.ndim == 3:
-            x = x[:, None]
-        if x.ndim != 4 or y.ndim != 1 or len(x) != len(y) or len(y) == 0:
-            raise DatasetError(
-                f"{path}: x {x.shape} / y {y.shape} are not N images + N labels. {hint}"
-            )
-        problem = npz_problem(x, y)
-        if problem:
-            raise DatasetError(f"{path}: {problem}. {hint}")
-        if x.dtype != np.uint8:
-            x = np.rint(x.astype(np.float64) * (1.0 if x.dtype.kind in "iu" else 255.0))
-        return x.astype(np.uint8), y.astype(np.int64)
+        return u8_images(x, y, str(path), hint)
 
     xtr, ytr = read(Path(train_path))
     xte, yte = read(Path(test_path))

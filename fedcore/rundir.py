@@ -35,6 +35,12 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def recorded_platform(run_dir: Path) -> dict | None:
+    """The platform a run directory's meta.json records (None where there is none)."""
+    meta = run_dir / "meta.json"
+    return json.loads(meta.read_text()).get("platform") if meta.is_file() else None
+
+
 class RunDir:
     """Writes ``config.yaml``, ``meta.json``, ``metrics.jsonl``/``.csv``, plots and models."""
 

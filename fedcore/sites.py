@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedcore.data import ArrayDataset, DatasetError, DataSpec, npz_problem
+from fedcore.data import ArrayDataset, DatasetError, DataSpec, u8_images
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm")
 LAYOUT = (
@@ -65,19 +65,11 @@ class ClientData:
 
 # ---------------------------------------------------------------------------- reading
 def _as_u8(x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Checked uint8 NCHW images and int64 labels (the rules of the npz dataset)."""
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
-        raise DatasetError(f"{where}: x {x.shape} / y {y.shape} are not N images + N labels")
-    if len(y) == 0:
+    """Checked uint8 NCHW images and int64 labels (the npz dataset's rules), an empty site
+    named as such."""
+    if x.ndim in (3, 4) and y.ndim == 1 and len(x) == len(y) == 0:
         raise DatasetError(f"{where}: holds no samples; a site needs at least one")
-    problem = npz_problem(x, y)
-    if problem:
-        raise DatasetError(f"{where}: {problem}")
-    if x.dtype != np.uint8:
-        x = np.rint(x.astype(np.float64) * (1.0 if x.dtype.kind in "iu" else 255.0))
-    return np.ascontiguousarray(x.astype(np.uint8)), y.astype(np.int64)
+    return u8_images(x, y, where)
 
 
 def read_npz_splits(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:

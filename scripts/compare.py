@@ -28,6 +28,7 @@ from pathlib import Path
 from fedcore.config import ConfigError
 from fedcore.plots import plot_comparison
 from fedcore.runconfig import run_config_file
+from fedcore.rundir import recorded_platform
 from scripts.simulate import ROOT, simulate
 
 DEFAULT = "configs/compare.toml"
@@ -61,14 +62,8 @@ def summarise(run_dir: Path) -> dict:
         "seconds_per_round": sum(r["round_seconds"] for r in rows) / len(rows),
         "accuracy_per_round": [r["global_accuracy"] for r in rows],
         "client_accuracies": last.get("client_accuracies") or [],
-        "platform": platform_of(run_dir),
+        "platform": recorded_platform(run_dir),
     }
-
-
-def platform_of(run_dir: Path) -> dict | None:
-    """The platform a run directory's meta.json records (None where there is none)."""
-    meta = run_dir / "meta.json"
-    return json.loads(meta.read_text()).get("platform") if meta.is_file() else None
 
 
 def table(results: dict[str, dict]) -> str:
