@@ -158,7 +158,8 @@ def markdown(
     lines += [f"- {k}: {json.dumps(v) if isinstance(v, dict) else v}" for k, v in yardstick.items()]
     lines += [
         "",
-        "Accuracies in %; `±` is the std over seeds where a cell has several seeds. "
+        "Accuracies in %; `±` is the population standard deviation (ddof 0) over seeds where "
+        "a cell has several seeds. "
         f"`client std` and `worst-10%` are over the {yard.clients} clients' own test sets "
         "(final round). `last 10` is the mean global accuracy over the last ten rounds."
         + code_note,
