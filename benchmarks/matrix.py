@@ -24,10 +24,11 @@ from benchmarks.report import write_report
 from benchmarks.yardstick import ALGORITHMS, RESULTS, ROOT, Yardstick
 from fedcore.config import load_config
 from fedcore.datasets import load_dataset
+from fedcore.losses import train_local
 from fedcore.models import build_model
 from fedcore.provenance import platform_info
 from fedcore.rundir import recorded_platform
-from fedcore.training import TrainConfig, evaluate, train_local
+from fedcore.training import TrainConfig, evaluate
 from scripts.simulate import simulate
 
 QUICK = (

@@ -32,7 +32,7 @@ import torch
 
 from benchmarks.fmnist100 import FMNIST100
 from benchmarks.paired import OUT, ROUNDS, cell_name, cells, is_current, setting
-from fedcore.config import load_config
+from fedcore.config import ExperimentConfig, load_config
 from fedcore.federation import build_federation
 from fedcore.metrics import fairness_summary
 from fedcore.provenance import platform_info
@@ -64,10 +64,11 @@ def core_run(keys: str, clients: int, every: int = 10) -> dict:
     cfg = load_config(None, keys).with_clients(clients)
     t0 = time.perf_counter()
     fed = build_federation(cfg)
-    accuracy, seconds = [], []
+    accuracy, seconds, left_out = [], [], []
     for r in run_rounds(cfg, fed, device):
         accuracy.append(float(evaluate(r.model, fed.test, device=device)["accuracy"]))
         seconds.append(r.seconds)
+        left_out.append({"sampled": r.partitions, "left_out": list(r.step.left_out)})
         if r.server_round % every == 0:
             note = f"acc {accuracy[-1]:.4f}, {seconds[-1]:.2f} s (train + aggregate)"
             print(f"{cfg.name} s{cfg.seed} round {r.server_round}: {note}", flush=True)
@@ -89,7 +90,15 @@ def core_run(keys: str, clients: int, every: int = 10) -> dict:
         "wall_seconds": time.perf_counter() - t0,
         **fairness_summary(clients_acc),
         "client_accuracies": clients_acc,
-    }
+    } | _attack_record(cfg, left_out)
+
+
+def _attack_record(cfg: ExperimentConfig, left_out: list[dict]) -> dict:
+    """With an attack or a screen: who attacked, and each round's sample and left-out models."""
+    if cfg.attack.kind == "none" and not any(r["left_out"] for r in left_out):
+        return {}
+    attackers = sorted(cfg.attack.attackers(cfg.num_clients, cfg.seed))
+    return {"attackers": attackers, "screen_per_round": left_out}
 
 
 def check(name: str, rounds: int, data: str = "") -> None:

@@ -26,9 +26,10 @@ import torch
 from benchmarks.fmnist10 import RESULTS, run_federated
 from benchmarks.studies.inversion_speed import train_throughput
 from fedcore.datasets import load_dataset
+from fedcore.losses import train_local
 from fedcore.models import build_model
 from fedcore.provenance import platform_info
-from fedcore.training import TrainConfig, evaluate, train_local
+from fedcore.training import TrainConfig, evaluate
 from inversion import InversionConfig, invert
 
 

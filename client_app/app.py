@@ -42,6 +42,7 @@ from fedcore.protocol import (
     encode_site_report,
     encode_train_reply,
     node_partition,
+    number,
     record_to_state,
     site_normalisation,
     state_to_record,
@@ -144,9 +145,9 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate_local(msg: Message, context: Context) -> Message:
     """Evaluate the received global model on this client's own test set."""
     cfg, pid, data = _setup(msg, context)
-    model = _model(cfg, data, record_to_state(msg.content[ARRAYS]))
+    model = _model(cfg, data, record_to_state(msg.content.array_records[ARRAYS]))
     ev = evaluate(model, data.test, device=get_device())
-    reply = EvalReply(pid, len(data.test), float(ev["accuracy"]), float(ev["loss"]))
+    reply = EvalReply(pid, len(data.test), number(ev["accuracy"]), number(ev["loss"]))
     return Message(content=encode_eval_reply(reply), reply_to=msg)
 
 
@@ -181,4 +182,6 @@ def site_answer(node_config: dict, query: SiteQuery):
         name = site.name if site else name or str(node_config[DATA_PATH])
         log(WARNING, "fedzda: site %s refuses to join: %s", name, problem)
         return encode_site_report(name, {}, problem)
+    if site is None:  # reading failed with an exception that says nothing
+        raise ValueError(f"cannot read the site data at {node_config[DATA_PATH]}")
     return encode_site_report(site.name, site_summary(site, query.stats, query.counts))

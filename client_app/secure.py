@@ -12,9 +12,25 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    ConfigRecordValues,
+    Context,
+    Message,
+    MessageType,
+    RecordDict,
+)
 from flwr.client.mod import secaggplus_mod
-from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common import (
+    Code,
+    FitRes,
+    Scalar,
+    Status,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 from flwr.compat.common import recorddict_compat as compat
 
@@ -34,7 +50,7 @@ def secure_aggregation_mod(msg: Message, ctxt: Context, call_next) -> Message:
 def _legacy_train(msg: Message, ctxt: Context, call_next) -> Message:
     """``fitins.*`` -> this app's train request; its reply -> ``fitres.*``."""
     fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
-    config = dict(fitins.config)
+    config: dict[str, ConfigRecordValues] = dict(fitins.config)  # dict is invariant
     names = str(config.pop(STATE_KEYS)).split(",")
     arrays = parameters_to_ndarrays(fitins.parameters)
     state = OrderedDict(
@@ -46,7 +62,7 @@ def _legacy_train(msg: Message, ctxt: Context, call_next) -> Message:
         return reply
     out = reply.content[ARRAYS].to_numpy_ndarrays()
     metrics = reply.content[METRICS]
-    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    scalars: dict[str, Scalar] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     fitres = FitRes(
         Status(Code.OK, ""), ndarrays_to_parameters(out), int(metrics[NUM_EXAMPLES]), scalars
     )

@@ -22,9 +22,7 @@ from fedcore import vision
 from fedcore.algorithms import algorithm_problems
 from fedcore.datasets import BUILTIN, DATASETS
 from fedcore.experiment import ConfigError, ExperimentConfig
-from fedcore.faults import BAD_UPDATE_KINDS
 from fedcore.models import model_problems
-from fedcore.partition import PARTITIONERS
 from fedcore.schema import build, flatten, merge, nest
 from fedcore.sitespec import parse_floats, parse_shape
 
@@ -53,7 +51,8 @@ def parse_overrides(text: str) -> dict[str, Any]:
         raise ConfigError(f"override {e}") from e
 
 
-PARTITION_MAPS = ("auto", "query", "assign")
+# the sections that check themselves (``problems(prefix)``), besides the algorithms'
+SECTION_CHECKS = ("partition", "train", "server", "simulation", "faults", "attack")
 
 
 def load_config(
@@ -94,13 +93,32 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
     (unknown keys and wrong types, then the values of every well-typed key)."""
     errors: list[str] = []
     cfg: ExperimentConfig = build(ExperimentConfig, tree, "", errors)
+    if cfg.rounds < 1:
+        errors.append(f"rounds: must be >= 1, got {cfg.rounds}")
+    errors += data_problems(cfg)
+    errors += model_problems(cfg.model.name)
+    for name in SECTION_CHECKS:
+        errors += getattr(cfg, name).problems(f"{name}.")
+    for name, section in cfg.sections().items():
+        errors += section.problems(f"{name}.")
+    errors += algorithm_problems(cfg.algorithm, cfg.sections(), cfg.run_context)
+    if cfg.server.secure_aggregation and cfg.resume:
+        errors.append("resume: not supported under server.secure_aggregation")
+    if errors:
+        raise ConfigError.listing(errors)
+    return cfg
+
+
+def data_problems(cfg: ExperimentConfig) -> list[str]:
+    """The ``data`` section's problems, with the rules it shares with the model and training
+    (torchvision for what needs it) and a federation of sites'."""
+    errors: list[str] = []
 
     def need(ok: bool, msg: str) -> None:
         if not ok:
             errors.append(msg)
 
-    p, d = cfg.partition, cfg.data
-    need(cfg.rounds >= 1, f"rounds: must be >= 1, got {cfg.rounds}")
+    d = cfg.data
     need(d.dataset in DATASETS, f"data.dataset: {d.dataset!r} not in {DATASETS}")
     need(
         d.dataset != "npz" or bool(d.path and d.test_path),
@@ -128,63 +146,7 @@ def validate(tree: dict[str, Any]) -> ExperimentConfig:
     for key in ("train_subset", "test_subset"):
         v = getattr(d, key)
         need(v >= 0, f"data.{key}: must be >= 1, or 0 for the whole split, got {v}")
-    need(p.name in PARTITIONERS, f"partition.name: {p.name!r} not in {tuple(PARTITIONERS)}")
-    need(
-        p.num_partitions >= 0,
-        f"partition.num_partitions: must be >= 1, or 0 to follow the federation, got "
-        f"{p.num_partitions}",
-    )
-    need(p.partition_by == "label", "partition.partition_by: only 'label' is supported")
-    need(
-        not p.self_balancing or p.name == "dirichlet",
-        "partition.self_balancing: only for partition.name='dirichlet'",
-    )
-    need(p.alpha > 0, f"partition.alpha: must be > 0, got {p.alpha}")
-    need(p.min_partition_size >= 0, "partition.min_partition_size: must be >= 0")
-    need(p.num_classes_per_partition >= 1, "partition.num_classes_per_partition: must be >= 1")
-    need(p.num_shards_per_partition >= 1, "partition.num_shards_per_partition: must be >= 1")
-    need(p.client_test_size >= 1, "partition.client_test_size: must be >= 1")
-    errors += model_problems(cfg.model.name)
-    errors += cfg.train.problems("train.")
-    for name, section in cfg.sections().items():
-        errors += section.problems(f"{name}.")
-    s = cfg.server
-    for side in ("train", "evaluate"):
-        f, m = getattr(s, f"fraction_{side}"), getattr(s, f"min_{side}_nodes")
-        need(0 < f <= 1, f"server.fraction_{side}: must be in (0, 1], got {f}")
-        need(m >= 0, f"server.min_{side}_nodes: must be >= 1, or 0 (see fraction_{side}), got {m}")
-    sim = cfg.simulation
-    need(sim.client_cpus >= 1, f"simulation.client_cpus: must be >= 1, got {sim.client_cpus}")
-    need(
-        sim.client_gpus >= 0 or sim.client_gpus == -1,
-        f"simulation.client_gpus: must be >= 0, or -1 for automatic, got {sim.client_gpus}",
-    )
-    need(s.evaluate_every >= 1, f"server.evaluate_every: must be >= 1, got {s.evaluate_every}")
-    bad = [k for k in cfg.faults.bad_update_kinds.split(",") if k not in BAD_UPDATE_KINDS]
-    need(not bad, f"faults.bad_update_kinds: {bad} not in {BAD_UPDATE_KINDS}")
-    need(cfg.server.round_timeout > 0, "server.round_timeout: must be > 0 seconds")
-    errors += algorithm_problems(cfg.algorithm, cfg.sections(), cfg.run_context)
-    need(
-        not (s.secure_aggregation and cfg.resume),
-        "resume: not supported under server.secure_aggregation",
-    )
-    need(
-        s.final_evaluate >= 0,
-        f"server.final_evaluate: must be >= 0 (0: every client), got {s.final_evaluate}",
-    )
-    need(cfg.server.connect_timeout > 0, "server.connect_timeout: must be > 0 seconds")
-    need(
-        s.partition_map in PARTITION_MAPS,
-        f"server.partition_map: {s.partition_map!r} is not one of {PARTITION_MAPS}",
-    )
-    need(
-        not (s.partition_map == "assign" and s.secure_aggregation),
-        "server.partition_map: 'assign' cannot be used under server.secure_aggregation "
-        "(SecAgg+ trains each node's own partition); use 'auto' or 'query'",
-    )
-    if errors:
-        raise ConfigError.listing(errors)
-    return cfg
+    return errors
 
 
 def site_problems(cfg: ExperimentConfig) -> list[str]:

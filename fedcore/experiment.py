@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fedcore.algorithms import SECTIONS, RunContext
+from fedcore.attacks import AttackConfig
+from fedcore.faults import BAD_UPDATE_KINDS
+from fedcore.partition import PARTITIONERS
 from fedcore.sampling import Sampling
 from fedcore.training import TrainConfig
 
@@ -24,6 +27,14 @@ class ConfigError(ValueError):
     def listing(cls, problems: list[str]) -> ConfigError:
         """One error whose message lists every problem, one per line."""
         return cls("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+PARTITION_MAPS = ("auto", "query", "assign")
+
+
+def failing(prefix: str, checks: list[tuple[bool, str]]) -> list[str]:
+    """The messages of the checks that fail, each as ``prefix + message``."""
+    return [prefix + msg for ok, msg in checks if not ok]
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,27 @@ class PartitionConfig:
     seed: int = -1  # -1: the experiment seed
     client_test_size: int = 1000  # size of each client's test set, drawn with its label mix
 
+    def problems(self, prefix: str) -> list[str]:
+        checks = [
+            (self.name in PARTITIONERS, f"name: {self.name!r} not in {tuple(PARTITIONERS)}"),
+            (
+                self.num_partitions >= 0,
+                "num_partitions: must be >= 1, or 0 to follow the federation, got "
+                f"{self.num_partitions}",
+            ),
+            (self.partition_by == "label", "partition_by: only 'label' is supported"),
+            (
+                not self.self_balancing or self.name == "dirichlet",
+                f"self_balancing: only for {prefix}name='dirichlet'",
+            ),
+            (self.alpha > 0, f"alpha: must be > 0, got {self.alpha}"),
+            (self.min_partition_size >= 0, "min_partition_size: must be >= 0"),
+            (self.num_classes_per_partition >= 1, "num_classes_per_partition: must be >= 1"),
+            (self.num_shards_per_partition >= 1, "num_shards_per_partition: must be >= 1"),
+            (self.client_test_size >= 1, "client_test_size: must be >= 1"),
+        ]
+        return failing(prefix, checks)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -88,6 +120,34 @@ class ServerConfig:
     connect_timeout: float = 300.0  # seconds to wait for all SuperNodes to connect
     partition_map: str = "auto"  # query | assign | auto (assign under simulation): docs/running.md
 
+    def problems(self, prefix: str) -> list[str]:
+        checks = []
+        for side in ("train", "evaluate"):
+            f, m = getattr(self, f"fraction_{side}"), getattr(self, f"min_{side}_nodes")
+            checks += [
+                (0 < f <= 1, f"fraction_{side}: must be in (0, 1], got {f}"),
+                (m >= 0, f"min_{side}_nodes: must be >= 1, or 0 (see fraction_{side}), got {m}"),
+            ]
+        checks += [
+            (self.evaluate_every >= 1, f"evaluate_every: must be >= 1, got {self.evaluate_every}"),
+            (self.round_timeout > 0, "round_timeout: must be > 0 seconds"),
+            (
+                self.final_evaluate >= 0,
+                f"final_evaluate: must be >= 0 (0: every client), got {self.final_evaluate}",
+            ),
+            (self.connect_timeout > 0, "connect_timeout: must be > 0 seconds"),
+            (
+                self.partition_map in PARTITION_MAPS,
+                f"partition_map: {self.partition_map!r} is not one of {PARTITION_MAPS}",
+            ),
+            (
+                not (self.partition_map == "assign" and self.secure_aggregation),
+                "partition_map: 'assign' cannot be used under server.secure_aggregation "
+                "(SecAgg+ trains each node's own partition); use 'auto' or 'query'",
+            ),
+        ]
+        return failing(prefix, checks)
+
 
 @dataclass(frozen=True)
 class SimulationConfig:
@@ -97,6 +157,16 @@ class SimulationConfig:
 
     client_cpus: int = 1  # CPUs per simulated ClientApp (benchmarks.studies.client_cpus)
     client_gpus: float = -1.0  # share of a GPU per ClientApp; -1: 0.25 with CUDA, else 0
+
+    def problems(self, prefix: str) -> list[str]:
+        checks = [
+            (self.client_cpus >= 1, f"client_cpus: must be >= 1, got {self.client_cpus}"),
+            (
+                self.client_gpus >= 0 or self.client_gpus == -1,
+                f"client_gpus: must be >= 0, or -1 for automatic, got {self.client_gpus}",
+            ),
+        ]
+        return failing(prefix, checks)
 
     def gpus(self, cuda: bool) -> float:
         """The GPU share to request, resolving the automatic -1."""
@@ -111,6 +181,10 @@ class FaultsConfig:
     bad_update_kinds: str = "nan"  # comma-separated fedcore.faults kinds, one per round in turn
     stop_after_round: int = 0  # end the ServerApp after this round (a simulated crash; 0: off)
     hang_partition: int = -1  # this partition never replies to a train message (-1: none)
+
+    def problems(self, prefix: str) -> list[str]:
+        bad = [k for k in self.bad_update_kinds.split(",") if k not in BAD_UPDATE_KINDS]
+        return failing(prefix, [(not bad, f"bad_update_kinds: {bad} not in {BAD_UPDATE_KINDS}")])
 
 
 @dataclass(frozen=True)
@@ -138,6 +212,7 @@ class ExperimentBase:
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
     resume: str = ""  # a run directory to continue from its last checkpoint
 
     @property

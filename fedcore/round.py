@@ -19,17 +19,18 @@ import torch
 from torch import nn
 
 from fedcore.algorithms import Algorithm, build_algorithm, client_hooks, model_problems
-from fedcore.algorithms.base import ClientRound, LocalPlan, ServerStep
+from fedcore.algorithms.base import ClientRound, LocalPlan, Received, ServerStep, State
 from fedcore.algorithms.fedavg import weighted_average
+from fedcore.attacks import permute_labels, poison
 from fedcore.data import DataSpec
 from fedcore.experiment import ConfigError, ExperimentConfig
 from fedcore.federation import Federation
+from fedcore.losses import LocalData, train_local
 from fedcore.models import build_model
 from fedcore.protocol import SEED, SERVER_ROUND, TrainReply, TrainRequest
 from fedcore.sampling import TRAIN, Sampling, sample_partitions
 from fedcore.seeds import client_seed
 from fedcore.sites import ClientData
-from fedcore.training import LocalData, train_local
 from fedcore.types import StateDict
 
 
@@ -75,9 +76,13 @@ def client_update(
 ) -> ClientUpdate:
     """Train the received model on this client's data with the hooks the request asks for.
 
-    ``state`` is the client's persistent state; hooks read and update it in place.
+    ``state`` is the client's persistent state; hooks read and update it in place. A client
+    that the ``attack`` section makes an attacker poisons its data or its reply.
     """
     spec = data.spec
+    attack = cfg.attack
+    attacking = partition_id in attack.attackers(cfg.num_clients, cfg.seed)
+    flip = attacking and attack.kind == "label_flip"
     model = build_model(cfg.model.name, spec.channels, spec.num_classes)
     model.load_state_dict(request.state)
     model.to(device)
@@ -85,7 +90,7 @@ def client_update(
         server_round=request.server_round,
         partition_id=partition_id,
         seed=client_seed(request.seed, request.server_round, partition_id),
-        label_counts=data.counts,
+        label_counts=data.counts[::-1].copy() if flip else data.counts,
         spec=spec,
         train=cfg.train,
         model=model,
@@ -94,32 +99,67 @@ def client_update(
         device=device,
     )
     plan = LocalPlan(LocalData.real(data.train))
+    if flip:  # trains on y -> C - 1 - y (and believes its counts are so)
+        own = plan.data.own_samples
+        own.y = permute_labels(own.y, spec.num_classes)
     hooks = client_hooks(request.config, request.arrays)
     for hook in hooks:
         hook.before(rnd, plan)
     stats = train_local(
         model, plan.data, cfg.train, device=device, seed=rnd.seed,
-        terms=plan.loss_terms(), grad_correction=plan.grad_correction(),
+        extra_terms=plan.regularizers, grad_correction=plan.grad_correction(),
     )  # fmt: skip
     for hook in hooks:
         hook.after(rnd, stats, plan)
     metrics = {"loss": stats.loss, "seconds": stats.seconds, **plan.metrics}
-    return ClientUpdate(model.state_dict(), stats.num_examples, metrics, plan.arrays, plan.preview)
+    trained, count = model.state_dict(), stats.num_examples
+    if attacking:
+        names = {n for n, _ in model.named_parameters()}
+        trained = {k: v.detach().cpu() for k, v in trained.items()}
+        trained, count = poison(attack, request.state, trained, count, names, rnd.seed)
+    return ClientUpdate(trained, count, metrics, plan.arrays, plan.preview)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What a round's train messages carry besides the global model, the algorithm's state
+    after preparing them, and the preparation's metrics."""
+
+    state: State
+    config: dict[str, Any]
+    arrays: dict[str, StateDict]
+    metrics: dict[str, float]
+
+
+def outgoing(
+    algorithm: Algorithm, state: State, server_round: int, global_state: StateDict
+) -> Outgoing:
+    """Prepare the round (:meth:`Algorithm.prepare`), then what its messages carry."""
+    state, metrics = algorithm.prepare(state, server_round, global_state)
+    config = {SERVER_ROUND: server_round, SEED: algorithm.setup.run.seed}
+    config |= algorithm.train_config(server_round)
+    return Outgoing(state, config, algorithm.train_arrays(state, server_round), metrics)
 
 
 def aggregate(
-    algorithm: Algorithm, server_round: int, replies: Sequence[TrainReply]
-) -> tuple[ServerStep, dict[str, float]]:
-    """FedAvg's example-weighted average, then the algorithm's server update.
+    algorithm: Algorithm,
+    state: State,
+    server_round: int,
+    sent: StateDict,
+    replies: Sequence[TrainReply],
+) -> tuple[State, ServerStep, dict[str, float]]:
+    """FedAvg's example-weighted average, then the algorithm's step (:meth:`Algorithm.apply`).
 
     Replies are taken in partition order (fixed float sums: resumed runs stay bit-exact).
-    Returns the step and the round's client metrics (counts summed, the rest averaged).
+    Returns the new state, the step and the round's client metrics (counts summed, the rest
+    averaged) with the step's.
     """
     ordered = sorted(replies, key=lambda r: r.partition_id)
     weights = [float(r.num_examples) for r in ordered]
     averaged = weighted_average([r.state for r in ordered], weights)
-    step = algorithm.server_update(server_round, averaged, ordered)
-    return step, weighted_metrics([r.metrics for r in ordered], weights) | step.metrics
+    state, step = algorithm.apply(state, Received(server_round, sent, averaged, ordered))
+    metrics = weighted_metrics([r.metrics for r in ordered], weights) | step.metrics
+    return state, step, metrics
 
 
 def weighted_metrics(records: list[dict], weights: list[float]) -> dict[str, float]:
@@ -138,25 +178,27 @@ def weighted_metrics(records: list[dict], weights: list[float]) -> dict[str, flo
 def run_round(
     cfg: ExperimentConfig,
     algorithm: Algorithm,
+    state: State,
     fed: Federation,
     global_state: StateDict,
     server_round: int,
     partitions: Sequence[int],
     client_states: dict[int, dict[str, StateDict]],
     device: torch.device,
-) -> tuple[ServerStep, dict[str, float]]:
-    """One round in this process: the sampled ``partitions`` train, the server aggregates."""
+) -> tuple[State, ServerStep, dict[str, float]]:
+    """One round in this process: the sampled ``partitions`` train, the server aggregates.
+    Returns the algorithm's new state, the step and the round's metrics."""
+    out = outgoing(algorithm, state, server_round, global_state)
     seed = algorithm.setup.run.seed
-    config = {SERVER_ROUND: server_round, SEED: seed} | algorithm.train_config(server_round)
-    arrays = algorithm.train_arrays(server_round, global_state)
-    request = TrainRequest(global_state, server_round, seed, config, arrays)
+    request = TrainRequest(global_state, server_round, seed, out.config, out.arrays)
     replies = []
     for pid in partitions:
         own = client_states.setdefault(pid, {})
         up = client_update(cfg, fed.client(pid), pid, request, own, device)
-        state = {k: v.detach().cpu() for k, v in up.state.items()}
-        replies.append(TrainReply(pid, up.num_examples, state, up.metrics, up.arrays, up.preview))
-    return aggregate(algorithm, server_round, replies)
+        trained = {k: v.detach().cpu() for k, v in up.state.items()}
+        replies.append(TrainReply(pid, up.num_examples, trained, up.metrics, up.arrays, up.preview))
+    state, step, metrics = aggregate(algorithm, out.state, server_round, global_state, replies)
+    return state, step, out.metrics | metrics
 
 
 @dataclass
@@ -185,11 +227,14 @@ def run_rounds(
     model, algorithm = build_server(cfg, fed.train.spec, device)
     sampling = Sampling(cfg.server.fraction_train, cfg.server.min_train_nodes)
     state = model.state_dict()
+    algo_state = algorithm.init(state)
     client_states: dict[int, dict[str, StateDict]] = {}
     for rnd in range(1, cfg.rounds + 1):
         t0 = time.perf_counter()
         parts = sample_partitions(range(cfg.num_clients), sampling, cfg.seed, rnd, TRAIN)
-        step, metrics = run_round(cfg, algorithm, fed, state, rnd, parts, client_states, device)
+        algo_state, step, metrics = run_round(
+            cfg, algorithm, algo_state, fed, state, rnd, parts, client_states, device
+        )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         state = step.state

@@ -14,6 +14,7 @@ ZDAS_ROUND = 100_003  # per round: ZDAS's inversions and fine-tuning
 ZDAS_MODEL = 7_919  # per client model within a ZDAS round
 CLIENT_ROUND = 1_000_003  # per round: every client's training shuffles and inversion noise
 CLIENT_PARTITION = 1_009  # per partition within a round
+ATTACKERS = 104_729  # which clients attack (``attack`` section), once per run
 
 
 def derive_seed(seed: int, index: int, stride: int) -> int:

@@ -1,18 +1,20 @@
 """The one SGD loop (client updates and server fine-tuning) and evaluation.
 
-:func:`sgd_train` trains on labelled samples with optional per-sample weights, teacher
-logits (distillation) and a second sample set drawn beside every batch; what algorithms add
-to a client's loss plugs in generically: logit adjustments used by the cross-entropy
-(FedLC), loss terms on the outputs (given logits, labels and each sample's origin), weight
-regularisers (FedProx) and gradient corrections (SCAFFOLD). :func:`train_local` is the
-client update on a :class:`LocalData`; ZDAS fine-tunes with the same loop.
+:func:`train_steps` knows no method: batches come from sample sources (the main one in
+shuffled epochs, any other drawn beside every main batch), the loss is the sum of the
+terms it is given, each seeing the whole :class:`Batch` (model, inputs, labels, logits,
+each source's rows), and gradient corrections are added to every gradient. What an
+algorithm adds (FedLC's logit adjustment, FedProx's proximal term, SCAFFOLD's correction,
+ZDAC's synthetic samples, pairing and distillation) is a source, a term or a correction
+it builds itself; the usual terms are in :mod:`fedcore.losses`. ZDAS fine-tunes with the
+same loop (:func:`fedcore.losses.sgd_train`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +49,12 @@ class TrainConfig:
         return [prefix + msg for ok, msg in checks if not ok]
 
 
+def sgd_reach(steps: int, lr: float, momentum: float) -> float:
+    """How far ``steps`` SGD steps move per unit of gradient: ``K lr / (1 - momentum)``
+    (a step with momentum ``beta`` moves about ``lr / (1 - beta)`` times the gradient)."""
+    return steps * lr / (1.0 - momentum)
+
+
 @dataclass
 class TrainStats:
     """What one local update did."""
@@ -62,13 +70,11 @@ REAL, SYNTHETIC = 0, 1  # a sample's origin, as loss terms and logit adjustments
 
 @dataclass
 class Samples:
-    """Labelled inputs for :func:`sgd_train`.
-
-    ``weights`` scale each sample's cross-entropy (None: the plain batch mean);
-    ``teacher_logits`` (rows where ``distill`` is True) are distillation targets;
-    ``origin`` marks each sample's source (:data:`REAL` or :data:`SYNTHETIC`; None: all
-    ``default_origin``).
-    """
+    """Labelled inputs, with per-sample values that loss terms may read: ``weights`` (each
+    sample's share of a weighted cross-entropy; None: the plain batch mean),
+    ``teacher_logits`` (distillation targets, for rows where ``distill`` is True) and
+    ``origin`` (:data:`REAL` or :data:`SYNTHETIC`; None: all ``default_origin``). The
+    loop itself reads only ``x``, ``y`` and the origin."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -85,63 +91,53 @@ class Samples:
         return self.origin[idx]
 
 
-@dataclass(frozen=True)
-class Objective:
-    """``ce_weight * CE + kd_weight * T^2 * KL(teacher || student)`` at temperature ``T``."""
-
-    ce_weight: float = 1.0
-    kd_weight: float = 0.0
-    temperature: float = 1.0
-
-
 @dataclass
-class Paired:
-    """A second sample set drawn alongside every batch of :func:`sgd_train`'s main data."""
-
-    data: Samples
-    batch_size: int
-    weight: float = 1.0
-    main_weight: float = 1.0
-    objective: Objective = Objective()
-
-    def batches(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        """Index batches of ``batch_size``, reshuffled each time the set is used up."""
-        n = self.data.y.shape[0]
-        while True:
-            order = torch.randperm(n, generator=generator)
-            for start in range(0, max(n - self.batch_size + 1, 1), self.batch_size):
-                yield order[start : start + self.batch_size]
-
-
-Regularizer = Callable[[nn.Module], torch.Tensor]  # model -> loss added to every batch
-LogitAdjust = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, origin) -> logits
-OutputTerm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (z, y, origin)
-
-
-@dataclass
-class LocalData:
-    """What a client update trains on: the main samples with their objective, an optional
-    second set drawn beside every batch, and how many samples are the client's own."""
+class Source:
+    """Samples the loop draws batches from. The main source (``per_batch`` 0) is shuffled
+    into epochs; any other gives ``per_batch`` samples beside every main batch, reshuffled
+    each time it is used up."""
 
     samples: Samples
-    num_real: int
-    objective: Objective = Objective()
-    paired: Paired | None = None
+    per_batch: int = 0
 
-    @classmethod
-    def real(cls, dataset: Dataset) -> LocalData:
-        """The client's own data: every sample weighs 1."""
-        x, y = as_tensors(dataset)
-        return cls(Samples(x, y, torch.ones(int(y.shape[0]))), int(y.shape[0]))
+    def batches(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        """Index batches of ``per_batch``, reshuffled each time the set is used up."""
+        n = self.samples.y.shape[0]
+        while True:
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, max(n - self.per_batch + 1, 1), self.per_batch):
+                yield order[start : start + self.per_batch]
 
 
 @dataclass
-class LossTerms:
-    """What client hooks add to every batch loss (see :func:`sgd_train`)."""
+class Part:
+    """Where one source's samples sit in a batch: its rows and their indices in the source."""
 
-    logit_adjust: list[LogitAdjust] = field(default_factory=list)
-    output_terms: list[OutputTerm] = field(default_factory=list)
-    regularizers: list[Regularizer] = field(default_factory=list)
+    rows: slice
+    idx: torch.Tensor
+    samples: Samples
+
+
+@dataclass
+class Batch:
+    """One SGD step as loss terms see it: the model, every source's samples concatenated
+    (``x``, ``y`` on the device), the model's ``logits`` for them and each source's part."""
+
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    logits: torch.Tensor
+    parts: dict[str, Part]
+
+    @property
+    def origin(self) -> torch.Tensor:
+        """Every row's origin (on the logits' device)."""
+        o = [p.samples.origin_of(p.idx) for p in self.parts.values()]
+        return (o[0] if len(o) == 1 else torch.cat(o)).to(self.logits.device)
+
+
+Term = Callable[[Batch], torch.Tensor]  # one addend of a batch's loss
+LogitAdjust = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, origin) -> logits
 
 
 def as_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,75 +161,63 @@ def iterate_batches(
         yield x[idx], y[idx], idx
 
 
-def _batch_loss(
-    logits: torch.Tensor,
-    yb: torch.Tensor,
-    idx: torch.Tensor,
-    data: Samples,
-    obj: Objective,
-    adjust: Sequence[LogitAdjust] = (),
-) -> torch.Tensor:
-    device = logits.device
-    ce_logits = logits
-    if adjust:
-        origin = data.origin_of(idx).to(device)
-        for f in adjust:
-            ce_logits = f(ce_logits, origin)
-    if data.weights is None:
-        loss = obj.ce_weight * F.cross_entropy(ce_logits, yb)
-    else:
-        wb = data.weights[idx].to(device)
-        ce = F.cross_entropy(ce_logits, yb, reduction="none")
-        loss = obj.ce_weight * (ce * wb).sum() / wb.sum()
-    if obj.kd_weight > 0 and data.teacher_logits is not None:
-        sel = (
-            data.distill[idx]
-            if data.distill is not None
-            else torch.ones_like(idx, dtype=torch.bool)
-        )
-        if sel.any():
-            target = data.teacher_logits[idx][sel].to(device)
-            loss = loss + obj.kd_weight * distillation_loss(
-                logits[sel.to(device)], target, obj.temperature
-            )
-    return loss
+def _draws(
+    sources: dict[str, Source], seed: int
+) -> tuple[str, Source, list[tuple[str, Source, Iterator[torch.Tensor]]]]:
+    """The main source (the first) and, for the others, their seeded index streams."""
+    (main_name, main), *rest = sources.items()
+    if main.per_batch or any(s.per_batch < 1 for _, s in rest):
+        raise ValueError("the first source is the main one (per_batch 0), the others per_batch > 0")
+    gens = [torch.Generator().manual_seed(seed + 1 + k) for k in range(len(rest))]
+    return main_name, main, [(n, s, s.batches(g)) for (n, s), g in zip(rest, gens, strict=True)]
 
 
-def sgd_train(
+def _batch(
     model: nn.Module,
-    data: Samples,
+    main: tuple[str, Samples, torch.Tensor, torch.Tensor, torch.Tensor],
+    extra: list[tuple[str, Source, Iterator[torch.Tensor]]],
+    device: torch.device,
+) -> Batch:
+    """The step's inputs from every source, forwarded once."""
+    name, samples, xb, yb, idx = main
+    parts = {name: Part(slice(0, yb.shape[0]), idx, samples)}
+    xs, ys = [xb], [yb]
+    for other, src, draw in extra:
+        pidx, start = next(draw), sum(t.shape[0] for t in ys)
+        xs.append(src.samples.x[pidx].to(device, non_blocking=True))
+        ys.append(src.samples.y[pidx].to(device, non_blocking=True))
+        parts[other] = Part(slice(start, start + pidx.shape[0]), pidx, src.samples)
+    x, y = (xb, yb) if len(xs) == 1 else (torch.cat(xs), torch.cat(ys))
+    return Batch(model, x, y, model(x), parts)
+
+
+def train_steps(
+    model: nn.Module,
+    sources: dict[str, Source],
+    terms: Sequence[Term],
     cfg: TrainConfig,
-    objective: Objective = Objective(),
     *,
     device: torch.device | str = "cpu",
     seed: int = 0,
-    terms: LossTerms | None = None,
     grad_correction: list[torch.Tensor] | None = None,
     bn_train: bool = True,
-    paired: Paired | None = None,
 ) -> TrainStats:
-    """Train ``model`` in place: ``cfg.local_epochs`` shuffled passes of SGD over ``data``
-    (each batch augmented first when ``cfg.augment`` asks).
-
-    With ``paired``, each batch is forwarded together with a batch of ``paired.data`` and
-    the two losses are weighted. ``terms``: the cross-entropy uses the logits after every
-    ``logit_adjust``; every ``output_terms(logits, labels, origin)`` and
-    ``regularizers(model)`` is added to the batch loss. ``grad_correction`` (one tensor per
-    parameter) is added to every gradient. With ``bn_train`` off, BatchNorm normalises with
-    its running statistics (eval mode) and leaves them unchanged.
-    """
+    """Train ``model`` in place: ``cfg.local_epochs`` shuffled passes of SGD over the main
+    (first) source, each batch augmented when ``cfg.augment`` asks and joined by the other
+    sources' samples; the loss is the sum of ``terms`` over the batch; ``grad_correction``
+    (one tensor per parameter) is added to every gradient. With ``bn_train`` off, BatchNorm
+    normalises with its running statistics (eval mode) and leaves them unchanged."""
     t0 = time.perf_counter()
     device = torch.device(device)
-    terms = terms or LossTerms()
     model.to(device).train(bn_train)
     opt = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
     corr = [c.to(device) for c in grad_correction] if grad_correction is not None else None
     gen = torch.Generator().manual_seed(seed)
-    extra = paired.batches(torch.Generator().manual_seed(seed + 1)) if paired else None
+    name, main, extra = _draws(sources, seed)
+    data = main.samples
     augment = augmenter(cfg.augment, tuple(data.x.shape[1:])) if cfg.augment != "none" else None
-    adjust = terms.logit_adjust
     total, steps = 0.0, 0
     for _ in range(cfg.local_epochs):
         for xb, yb, idx in iterate_batches(data.x, data.y, cfg.batch_size, gen):
@@ -242,30 +226,10 @@ def sgd_train(
             if augment is not None:
                 xb = augment(xb)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            if paired is None or extra is None:
-                logits = model(xb)
-                loss = _batch_loss(logits, yb, idx, data, objective, adjust)
-                if terms.output_terms:
-                    origin = data.origin_of(idx).to(device)
-            else:
-                pidx = next(extra)
-                px = paired.data.x[pidx].to(device, non_blocking=True)
-                py = paired.data.y[pidx].to(device, non_blocking=True)
-                logits = model(torch.cat([xb, px]))
-                n = yb.shape[0]
-                loss = paired.main_weight * _batch_loss(
-                    logits[:n], yb, idx, data, objective, adjust
-                ) + paired.weight * _batch_loss(
-                    logits[n:], py, pidx, paired.data, paired.objective, adjust
-                )
-                if terms.output_terms:
-                    yb = torch.cat([yb, py])
-                    origin = torch.cat([data.origin_of(idx), paired.data.origin_of(pidx)])
-                    origin = origin.to(device)
-            for term in terms.output_terms:
-                loss = loss + term(logits, yb, origin)
-            for reg in terms.regularizers:
-                loss = loss + reg(model)
+            batch = _batch(model, (name, data, xb, yb, idx), extra, device)
+            loss = terms[0](batch)
+            for term in terms[1:]:
+                loss = loss + term(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if corr is not None:
@@ -276,39 +240,6 @@ def sgd_train(
             total += float(loss.detach())
             steps += 1
     return TrainStats(len(data.y), steps, total / max(steps, 1), time.perf_counter() - t0)
-
-
-def train_local(
-    model: nn.Module,
-    data: LocalData | Dataset,
-    cfg: TrainConfig,
-    *,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
-    terms: LossTerms | None = None,
-    grad_correction: list[torch.Tensor] | None = None,
-) -> TrainStats:
-    """A client update: SGD on ``data`` (a plain dataset: every sample weighing 1);
-    ``num_examples`` counts the client's own samples."""
-    data = data if isinstance(data, LocalData) else LocalData.real(data)
-    stats = sgd_train(
-        model, data.samples, cfg, data.objective, device=device, seed=seed, terms=terms,
-        grad_correction=grad_correction, paired=data.paired,
-    )  # fmt: skip
-    stats.num_examples = data.num_real
-    return stats
-
-
-def distillation_loss(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
-) -> torch.Tensor:
-    """Hinton distillation: ``T^2 * KL(softmax(t/T) || softmax(s/T))``, batch mean."""
-    t = temperature
-    return F.kl_div(
-        F.log_softmax(student_logits / t, dim=1),
-        F.softmax(teacher_logits.detach() / t, dim=1),
-        reduction="batchmean",
-    ) * (t * t)
 
 
 @torch.no_grad()

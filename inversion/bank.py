@@ -10,7 +10,8 @@ serialises to and from plain tensors so a client can keep it in Flower's ``Conte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,26 +19,30 @@ from torch import nn
 from inversion.engine import InputSpec, InversionConfig, InversionResult, invert
 
 
+def _empty(dtype: torch.dtype = torch.long) -> torch.Tensor:
+    return torch.empty(0, dtype=dtype)
+
+
 @dataclass
 class SyntheticBank:
     """Synthetic inputs ``x`` with labels ``y``; ``rounds[i]`` is the round in which sample
-    ``i`` was last refined. A bank is one side's own samples (``update`` replaces them) or
-    shared across models (``merge`` keeps the newest ``per_class`` of each class).
-    ``drawn[i]`` is the round in which sample ``i`` last seeded a spread warm start (kept in
-    memory only: it matters within a round)."""
+    ``i`` was last refined (an empty bank holds empty tensors). A bank is one side's own
+    samples (``update`` replaces them) or shared across models (``merge`` keeps the newest
+    ``per_class`` of each class). ``drawn[i]`` is the round in which sample ``i`` last
+    seeded a spread warm start (kept in memory only: it matters within a round)."""
 
-    x: torch.Tensor | None = None
-    y: torch.Tensor | None = None
-    rounds: torch.Tensor | None = None
+    x: torch.Tensor = field(default_factory=lambda: _empty(torch.float32))
+    y: torch.Tensor = field(default_factory=_empty)
+    rounds: torch.Tensor = field(default_factory=_empty)
     drawn: torch.Tensor | None = None
 
     def is_empty(self) -> bool:
-        return self.y is None or self.y.numel() == 0
+        return self.y.numel() == 0
 
     @property
     def round(self) -> int:
         """The latest round any sample was refined in (-1 when empty)."""
-        return -1 if self.is_empty() else int(self.rounds.max())  # type: ignore[union-attr]
+        return -1 if self.is_empty() else int(self.rounds.max())
 
     def init_for(
         self,
@@ -59,7 +64,6 @@ class SyntheticBank:
         warm = torch.zeros(labels.numel(), dtype=torch.bool)
         if self.is_empty():
             return init, warm
-        assert self.x is not None and self.y is not None and self.rounds is not None
         fresh = server_round - self.rounds <= max_age
         drawn = None  # with spread: the bank's draw record, updated in place
         if spread:
@@ -91,17 +95,16 @@ class SyntheticBank:
 
     def merge(self, x: torch.Tensor, y: torch.Tensor, server_round: int, per_class: int) -> None:
         """Add freshly refined samples, keeping the newest ``per_class`` of every class."""
-        drawn = self.drawn
         if self.is_empty():
             self.update(x, y, server_round)
             x_all, y_all, r_all, d_all = self.x, self.y, self.rounds, None
         else:
             new_r = torch.full((len(y),), server_round, dtype=torch.long)
-            x_all = torch.cat([x.detach().cpu(), self.x])  # type: ignore[list-item]
-            y_all = torch.cat([y.detach().cpu().long(), self.y])  # type: ignore[list-item]
-            r_all = torch.cat([new_r, self.rounds])  # type: ignore[list-item]
+            x_all = torch.cat([x.detach().cpu(), self.x])
+            y_all = torch.cat([y.detach().cpu().long(), self.y])
+            r_all = torch.cat([new_r, self.rounds])
+            drawn = self.drawn
             d_all = None if drawn is None else torch.cat([torch.full_like(new_r, -1), drawn])
-        assert x_all is not None and y_all is not None and r_all is not None
         keep = torch.cat(
             [torch.nonzero(y_all == c).flatten()[:per_class] for c in y_all.unique().tolist()]
         )
@@ -110,10 +113,10 @@ class SyntheticBank:
         self.drawn = None if d_all is None else d_all[keep]
 
     def state(self) -> dict[str, torch.Tensor]:
-        """Plain tensors (for Context.state, messages and checkpoints)."""
+        """Plain tensors (for Context.state, messages and checkpoints; none when empty)."""
         if self.is_empty():
             return {}
-        return {"x": self.x, "y": self.y, "rounds": self.rounds}  # type: ignore[dict-item]
+        return {"x": self.x, "y": self.y, "rounds": self.rounds}
 
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor]) -> SyntheticBank:
@@ -124,6 +127,71 @@ class SyntheticBank:
             state["rounds"].long() if "rounds" in state else torch.full_like(y, int(state["round"]))
         )
         return cls(state["x"], y, rounds)
+
+
+BANK_MODES = ("auto", "per-client", "shared")
+
+
+def shares_bank(mode: str, samples_clients: bool) -> bool:
+    """Whether bank ``mode`` means one bank shared across models: ``shared``, or ``auto``
+    when a round trains fewer than all clients (a client then comes back too rarely for
+    a bank of its own to stay fresh)."""
+    return mode == "shared" or (mode == "auto" and samples_clients)
+
+
+@dataclass
+class BankSlot:
+    """Where one model's inversion warm-starts and refills: the bank, the offset it draws
+    from, and the newest samples per class it keeps (0: it replaces the bank)."""
+
+    bank: SyntheticBank
+    offset: int = 0
+    keep_per_class: int = 0
+
+
+@dataclass
+class OwnBanks:
+    """One bank per model source (a client id), replaced by that source's next inversion."""
+
+    banks: dict[int, SyntheticBank] = field(default_factory=dict)
+
+    def slot(self, source: int) -> BankSlot:
+        return BankSlot(self.banks.setdefault(source, SyntheticBank()))
+
+    def all(self) -> list[SyntheticBank]:
+        return list(self.banks.values())
+
+    def state(self) -> dict[str, dict[int, dict[str, torch.Tensor]]]:
+        return {"own": {k: b.state() for k, b in self.banks.items()}}
+
+
+@dataclass
+class SharedBank:
+    """One bank keyed by class that every model draws from (from its source id on) and
+    refills, keeping the newest ``per_class`` samples of each class."""
+
+    per_class: int
+    bank: SyntheticBank = field(default_factory=SyntheticBank)
+
+    def slot(self, source: int) -> BankSlot:
+        return BankSlot(self.bank, source, self.per_class)
+
+    def all(self) -> list[SyntheticBank]:
+        return [self.bank]
+
+    def state(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {"shared": self.bank.state()}
+
+
+Banks = OwnBanks | SharedBank
+
+
+def banks_from_state(state: dict[str, Any], per_class: int) -> Banks:
+    """The banks :meth:`OwnBanks.state` or :meth:`SharedBank.state` saved."""
+    if "shared" in state:
+        return SharedBank(per_class, SyntheticBank.from_state(state["shared"]))
+    own = state.get("own", {})
+    return OwnBanks({int(k): SyntheticBank.from_state(b) for k, b in own.items()})
 
 
 def _merge(parts: list[InversionResult], order: torch.Tensor) -> InversionResult:

@@ -26,10 +26,11 @@ import torch
 from fedcore.config import load_config
 from fedcore.datasets import load_dataset
 from fedcore.federation import build_federation
+from fedcore.losses import train_local
 from fedcore.models import build_model
 from fedcore.round import run_rounds
 from fedcore.schema import nest
-from fedcore.training import TrainConfig, evaluate, train_local
+from fedcore.training import TrainConfig, evaluate
 from inversion import InversionConfig, invert
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"

@@ -73,7 +73,8 @@ def main(grid: Grid, context: Context) -> None:
     cfg, spec, device = data.cfg, data.spec, get_device()
     model, algorithm = build_server(cfg, spec, device)
     strategy = AlgorithmStrategy(algorithm, data.nodes, rounds_of(cfg), data.max_examples,
-                                 data.names_partitions, data.static_nodes)  # fmt: skip
+                                 data.names_partitions, data.static_nodes,
+                                 state=algorithm.init(model.state_dict()))  # fmt: skip
     run, start_round = open_run(cfg, data, model, strategy)
     print(
         f"fedzda: {cfg.algorithm} on {cfg.data.dataset}, {cfg.num_clients} "

@@ -163,7 +163,7 @@ def run_rounds(
         replies = list(grid.send_and_receive(asks, timeout=timeout))
         train = strategy.train_round(rnd, replies)
         if train.arrays is None:
-            reasons = {m.error.reason for m in replies if m.has_error()}
+            reasons = {m.error.reason or "no reason given" for m in replies if m.has_error()}
             if replies and all(m.has_error() for m in replies):
                 raise FederationError(
                     f"round {rnd}: every client failed: " + " | ".join(sorted(reasons))
@@ -173,8 +173,8 @@ def run_rounds(
         eval_asks = list(strategy.configure_evaluate(rnd, arrays, ConfigRecord(dict(config)), grid))
         evaluation = None
         if eval_asks:
-            replies = grid.send_and_receive(eval_asks, timeout=timeout)
-            evaluation = strategy.evaluate_round(rnd, replies)
+            eval_replies = grid.send_and_receive(eval_asks, timeout=timeout)
+            evaluation = strategy.evaluate_round(rnd, eval_replies)
         on_round(
             RoundOutcome(
                 rnd, arrays, time.perf_counter() - t0, train, evaluation,

@@ -28,7 +28,7 @@ from flwr.serverapp import Grid
 from fedcore.config import ExperimentConfig
 from fedcore.protocol import SEED, SERVER_ROUND, STATE_KEYS
 from server_app.rounds import RoundCallback, RoundOutcome
-from strategies import AlgorithmStrategy, TrainResult
+from strategies import AlgorithmStrategy, FederationError, TrainResult
 
 # Parameters are clipped to +-CLIP and quantised to QUANT levels before masking: wide enough
 # for BatchNorm running variances, fine enough (4e-6) for the weights; QUANT times the
@@ -65,6 +65,10 @@ def run_secure_rounds(
         return ArrayRecord(OrderedDict(zip(names, arrays, strict=True)))
 
     def fit_config(server_round: int) -> dict:
+        # Only algorithms that just average run here (validation refuses the others): they
+        # prepare nothing, send no ArrayRecord and have no step after the average.
+        if algorithm.train_arrays(strategy.state, server_round):
+            raise FederationError(f"{algorithm.name}: a SecAgg+ message carries only config")
         extra = algorithm.train_config(server_round)
         return {SERVER_ROUND: server_round, SEED: cfg.seed, STATE_KEYS: ",".join(names), **extra}
 

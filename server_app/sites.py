@@ -33,7 +33,8 @@ def ask_sites(grid: Grid, cfg: ExperimentConfig, poll: float = 1.0) -> list[Site
         for reply in grid.send_and_receive(asks, timeout=timeout) if asks else []:
             node = reply.metadata.src_node_id
             if reply.has_error():
-                reports[node] = SiteReport(node, f"node {node}", {}, reply.error.reason)
+                reason = reply.error.reason or "no reason given"
+                reports[node] = SiteReport(node, f"node {node}", {}, reason)
             else:
                 name, summary, refusal = decode_site_report(reply.content)
                 reports[node] = SiteReport(node, name or f"node {node}", summary, refusal)

@@ -20,13 +20,21 @@ from logging import INFO, WARNING
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Message,
+    MetricRecord,
+    MetricRecordValues,
+    RecordDict,
+)
 from flwr.app.message_type import MessageType
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore import log
 
 from fedcore.algorithms import Algorithm
+from fedcore.algorithms.base import State
 from fedcore.metrics import fairness_summary
 from fedcore.protocol import (
     NUM_PARTITIONS,
@@ -40,7 +48,7 @@ from fedcore.protocol import (
     record_to_state,
     state_to_record,
 )
-from fedcore.round import aggregate
+from fedcore.round import aggregate, outgoing
 from fedcore.sampling import EVALUATE, TRAIN, Rounds, sample_partitions
 
 
@@ -67,6 +75,12 @@ class EvalResult:
     metrics: dict[str, float]
 
 
+def _metric_record(metrics: dict[str, float]) -> MetricRecord:
+    """``metrics`` as a MetricRecord (whose dict argument, invariant, wants its value type)."""
+    values: dict[str, MetricRecordValues] = dict(metrics)
+    return MetricRecord(values)
+
+
 class AlgorithmStrategy(FedAvg):
     """Flower's FedAvg with the rounds of ``algorithm``.
 
@@ -74,6 +88,9 @@ class AlgorithmStrategy(FedAvg):
     ----------
     algorithm : Algorithm
         The server side (see :func:`fedcore.algorithms.build_algorithm`).
+    state : State
+        The algorithm's state to start from (``algorithm.init`` of the initial model, or a
+        checkpoint's); the strategy carries it from round to round.
     partitions : dict[int, int]
         ``node_id -> partition-id`` of every SuperNode (see ``discover_federation``).
     rounds : Rounds
@@ -92,9 +109,12 @@ class AlgorithmStrategy(FedAvg):
     def __init__(
         self, algorithm: Algorithm, partitions: dict[int, int], rounds: Rounds,
         max_examples: int = 10**9, assigned: bool = False, static: bool | None = None,
+        *, state: State,
     ) -> None:  # fmt: skip
         super().__init__(fraction_train=rounds.train.fraction)
         self.algorithm = algorithm
+        self.state = state
+        self.prepared: dict[str, float] = {}  # metrics of preparing the round in flight
         self.partitions = dict(partitions)
         self.rounds = rounds
         self.max_examples = max_examples
@@ -128,16 +148,17 @@ class AlgorithmStrategy(FedAvg):
     ) -> Iterable[Message]:
         """Messages to this round's sample, with what the algorithm sends (config, arrays)."""
         self.global_state = record_to_state(arrays)
-        for k, v in self.algorithm.train_config(server_round).items():
+        out = outgoing(self.algorithm, self.state, server_round, self.global_state)
+        self.state, self.prepared = out.state, out.metrics
+        for k, v in out.config.items():
             config[k] = v
-        config[SERVER_ROUND] = server_round
         chosen = self.sample(grid, server_round, TRAIN)
         if not chosen:
             raise FederationError(f"round {server_round}: no SuperNode of the federation is up")
         self.required = self.rounds.train.minimum or len(chosen)
         log(INFO, "configure_train: sampled partitions %s", sorted(chosen))
         content = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
-        add_arrays(content, self.algorithm.train_arrays(server_round, self.global_state))
+        add_arrays(content, out.arrays)
         return self._messages(content, chosen, MessageType.TRAIN)
 
     def configure_evaluate(
@@ -155,10 +176,10 @@ class AlgorithmStrategy(FedAvg):
         """One message per chosen node; with assigned partitions each names its own."""
         if not self.assigned:
             return list(self._construct_messages(content, list(chosen.values()), kind))
-        out = []
+        out: list[Message] = []
         for p, node in chosen.items():
             own = RecordDict(dict(content.items()))  # the same records, but its own config
-            config = ConfigRecord(dict(content[self.configrecord_key]))
+            config = ConfigRecord(dict(content.config_records[self.configrecord_key]))
             config[PARTITION_ID], config[NUM_PARTITIONS] = p, len(self.partitions)
             own[self.configrecord_key] = config
             out += self._construct_messages(own, [node], kind)
@@ -174,7 +195,7 @@ class AlgorithmStrategy(FedAvg):
     # ------------------------------------------------------------------ training
     def train_round(self, server_round: int, replies: Iterable[Message]) -> TrainResult:
         """Decode and check the replies, average, run the algorithm's server update."""
-        expected = self.algorithm.reply_arrays(self.global_state)
+        expected = self.algorithm.reply_arrays(self.state)
         valid: list[TrainReply] = []
         refused = 0
         for msg in replies:
@@ -199,8 +220,10 @@ class AlgorithmStrategy(FedAvg):
                 self.required,
             )
             return TrainResult(None)
-        step, metrics = aggregate(self.algorithm, server_round, valid)
-        metrics |= {"replies": len(valid), "refused": refused}
+        self.state, step, metrics = aggregate(
+            self.algorithm, self.state, server_round, self.global_state, valid
+        )
+        metrics = self.prepared | metrics | {"replies": len(valid), "refused": refused}
         preview = next(((r.partition_id, *r.preview) for r in valid if r.preview), None)
         return TrainResult(
             state_to_record(step.state), metrics, step.samples, preview, step.sources
@@ -211,7 +234,7 @@ class AlgorithmStrategy(FedAvg):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Flower's signature over :meth:`train_round`."""
         result = self.train_round(server_round, replies)
-        metrics = MetricRecord(result.metrics) if result.arrays is not None else None
+        metrics = _metric_record(result.metrics) if result.arrays is not None else None
         return result.arrays, metrics
 
     # ---------------------------------------------------------------- evaluation
@@ -245,12 +268,12 @@ class AlgorithmStrategy(FedAvg):
     ) -> MetricRecord | None:
         """Flower's signature over :meth:`evaluate_round`."""
         result = self.evaluate_round(server_round, replies)
-        return MetricRecord(result.metrics) if result else None
+        return _metric_record(result.metrics) if result else None
 
     # ------------------------------------------------------------------ resume
-    def state_dict(self) -> dict:
-        """What a checkpoint must hold to resume the algorithm exactly."""
-        return self.algorithm.state_dict()
+    def state_dict(self) -> State:
+        """What a checkpoint must hold to resume the algorithm exactly: its state."""
+        return self.state
 
-    def load_state_dict(self, state: dict) -> None:
-        self.algorithm.load_state_dict(state)
+    def load_state_dict(self, state: State) -> None:
+        self.state = state

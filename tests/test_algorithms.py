@@ -17,6 +17,7 @@ from fedcore.algorithms.zdac import ZdacConfig, ZdacHook
 from fedcore.algorithms.zdas import LabelCountsHook
 from fedcore.config import ConfigError, ExperimentConfig, config_from_run_config, load_config
 from fedcore.data import DataSpec
+from fedcore.losses import LocalData
 from fedcore.models import build_model
 from fedcore.protocol import (
     LABEL_COUNTS,
@@ -26,7 +27,7 @@ from fedcore.protocol import (
     encode_train_reply,
 )
 from fedcore.schema import flatten
-from fedcore.training import LocalData, Samples, TrainConfig, TrainStats
+from fedcore.training import Samples, Source, TrainConfig, TrainStats
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = DataSpec((1, 28, 28), (0.5,), (0.25,), tuple("abcdefghij"))
@@ -47,7 +48,8 @@ def _hooks_for(overrides: str) -> list[type]:
     """The client hooks that a train message of this algorithm switches on."""
     algo = _build(overrides)
     state = build_model("cnn", 1, 10).state_dict()
-    return [type(h) for h in client_hooks(algo.train_config(1), algo.train_arrays(1, state))]
+    arrays = algo.train_arrays(algo.init(state), 1)
+    return [type(h) for h in client_hooks(algo.train_config(1), arrays)]
 
 
 def test_each_algorithm_asks_clients_for_exactly_its_hooks():
@@ -71,14 +73,16 @@ def test_zda_is_the_composition_of_zdac_and_zdas():
     assert resolve("zda") == resolve("zdac+zdas") == resolve("zda+zdas")
     algo = _build("algorithm=zda")
     assert isinstance(algo, Composite) and [p.name for p in algo.parts] == ["zdac", "zdas"]
-    assert set(algo.state_dict()) == {"zdac", "zdas"}
+    state = build_model("cnn", 1, 10).state_dict()
+    assert set(algo.init(state)) == {"zdac", "zdas"}
     with pytest.raises(ConfigError, match="fedprox.mu: FedProx needs mu > 0"):
         _build("algorithm=fedprox fedprox.mu=0")
 
 
 def test_composition_by_name_and_its_checks():
     algo = _build("algorithm=zdas+scaffold")
-    assert algo.name == "zdas+scaffold" and set(algo.state_dict()) == {"zdas", "scaffold"}
+    state = build_model("cnn", 1, 10).state_dict()
+    assert algo.name == "zdas+scaffold" and set(algo.init(state)) == {"zdas", "scaffold"}
     with pytest.raises(ConfigError, match=r"'fedsgd' in 'zda\+fedsgd' is not one of"):
         load_config(None, "algorithm=zda+fedsgd")
     with pytest.raises(ConfigError, match="needs each client's model"):
@@ -109,7 +113,7 @@ def test_scaffold_client_hook_keeps_its_variate_and_sends_the_change():
         torch.device("cpu"),
     )  # fmt: skip
     (hook,) = client_hooks({}, rnd.arrays)
-    plan = LocalPlan(LocalData(Samples(torch.zeros(1), torch.zeros(1)), 1))
+    plan = LocalPlan(LocalData({"own": Source(Samples(torch.zeros(1), torch.zeros(1)))}, 1))
     hook.before(rnd, plan)
     corr = plan.grad_correction()
     assert corr is not None and len(corr) == len(c)

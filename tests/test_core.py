@@ -10,10 +10,11 @@ from fedcore.algorithms import client_hooks
 from fedcore.algorithms.base import ClientHook, ClientRound, LocalPlan
 from fedcore.algorithms.fedavg import weighted_average
 from fedcore.algorithms.fedprox import proximal_term
+from fedcore.losses import LocalData, train_local
 from fedcore.metrics import fairness_summary
 from fedcore.models import build_model, num_parameters
 from fedcore.protocol import PROXIMAL_MU
-from fedcore.training import LocalData, TrainConfig, evaluate, train_local
+from fedcore.training import TrainConfig, evaluate
 
 
 def test_fedavg_weights_by_examples_exactly():
@@ -63,7 +64,7 @@ def test_fedprox_keeps_weights_closer_to_global():
         (hook,) = client_hooks({PROXIMAL_MU: mu}, {}) or (ClientHook(),)  # as a client would
         hook.before(ClientRound(1, 0, 1, None, None, None, m, {}, {}, "cpu"), plan)
         cfg = TrainConfig(local_epochs=2, lr=0.05)
-        train_local(m, plan.data, cfg, seed=1, terms=plan.loss_terms())
+        train_local(m, plan.data, cfg, seed=1, extra_terms=plan.regularizers)
         dists[mu] = float(proximal_term(m, start).detach())
     assert dists[1.0] < 0.8 * dists[0.0]
 

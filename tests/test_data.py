@@ -158,8 +158,9 @@ def test_clients_and_evaluation_never_normalise_a_whole_split(monkeypatch, idx_d
     """A client's partition and the batched evaluation normalise only their own rows: the
     split's ``.x`` (every row as float32) is never asked for."""
     from fedcore.data import ArrayDataset
+    from fedcore.losses import LocalData
     from fedcore.models import build_model
-    from fedcore.training import LocalData, evaluate
+    from fedcore.training import evaluate
 
     s = load_idx_dir(idx_dir)
     full = len(s.train)
@@ -171,7 +172,7 @@ def test_clients_and_evaluation_never_normalise_a_whole_split(monkeypatch, idx_d
     monkeypatch.setattr(ArrayDataset, "x", property(whole))
     part = s.train.subset(np.arange(0, full, 3))
     data = LocalData.real(part)
-    assert data.samples.x.dtype == torch.float32 and data.num_real == len(part)
+    assert data.own_samples.x.dtype == torch.float32 and data.num_real == len(part)
     model = build_model("cnn", 1, 4)
     model.features[0] = torch.nn.Conv2d(1, 16, 5, padding=2, bias=False)  # 8x8 inputs
     model.classifier[1] = torch.nn.Linear(32 * 2 * 2, 256)

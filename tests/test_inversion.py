@@ -10,10 +10,11 @@ from fedcore.algorithms.fedavg import weighted_average
 from fedcore.algorithms.zdas import ZdasConfig, zdas_round
 from fedcore.data import DataSpec
 from fedcore.datasets import load_dataset
+from fedcore.losses import train_local
 from fedcore.models import build_model
 from fedcore.partition import pathological
-from fedcore.training import TrainConfig, evaluate, train_local
-from inversion import InversionConfig, SyntheticBank, allocate, invert
+from fedcore.training import TrainConfig, evaluate
+from inversion import InversionConfig, OwnBanks, SyntheticBank, allocate, invert
 from inversion.allocation import budget_size, labels_for
 from inversion.bank import invert_with_bank, nearest_rms
 from inversion.engine import BNStatsLoss, js_divergence
@@ -255,7 +256,7 @@ def test_zdas_gate_keeps_the_average_when_it_already_labels_the_samples(teacher,
 
     def run(average, gate):
         cfg = ZdasConfig(samples_per_client=20, gate_accuracy=gate, inversion=inv)
-        return zdas_round(make, average, [(0, state, None)], cfg, {}, 1, fmnist.train.spec)
+        return zdas_round(make, average, [(0, state, None)], cfg, OwnBanks(), 1, fmnist.train.spec)
 
     kept, tuned, opened = run(state, 0.5), run(state, 0.0), run(fresh, 0.5)
     assert kept.metrics["zdas-average-acc"] >= 0.5 and kept.metrics["zdas-gated"] == 1.0
@@ -301,7 +302,7 @@ def test_zdas_beats_plain_average_on_c1(fmnist):
         samples_per_client=50, share_label_counts=True, inversion=InversionConfig(steps=200)
     )
     clients = list(zip(range(10), states, counts, strict=True))
-    out = zdas_round(make, averaged, clients, cfg, {}, 2, fmnist.train.spec)
+    out = zdas_round(make, averaged, clients, cfg, OwnBanks(), 2, fmnist.train.spec)
     plain, tuned = make(), make()
     plain.load_state_dict(averaged)
     tuned.load_state_dict(out.state)

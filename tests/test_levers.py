@@ -8,8 +8,9 @@ import torch
 from fedcore.algorithms.zdac import Synthetic, ZdacConfig, loss_weights, mix_synthetic
 from fedcore.algorithms.zdas import ZdasConfig, replay
 from fedcore.data import ArrayDataset
+from fedcore.losses import LocalData, train_local
 from fedcore.models import build_model
-from fedcore.training import LocalData, Paired, Samples, TrainConfig, evaluate, train_local
+from fedcore.training import Samples, Source, TrainConfig, evaluate
 from inversion import SyntheticBank
 
 
@@ -26,12 +27,12 @@ def test_missing_mass_weights():
 
 
 def test_paired_batches_cycle_through_every_sample():
-    p = Paired(Samples(torch.zeros(10, 1), torch.arange(10)), batch_size=4)
+    p = Source(Samples(torch.zeros(10, 1), torch.arange(10)), per_batch=4)
     it = p.batches(torch.Generator().manual_seed(0))
     first = torch.cat([next(it) for _ in range(2)])  # one pass: 2 full batches of 4
     assert len(set(first.tolist())) == 8
     assert all(len(next(it)) == 4 for _ in range(5))
-    small = Paired(Samples(torch.zeros(3, 1), torch.arange(3)), batch_size=4).batches(
+    small = Source(Samples(torch.zeros(3, 1), torch.arange(3)), per_batch=4).batches(
         torch.Generator().manual_seed(0)
     )
     assert sorted(next(small).tolist()) == [0, 1, 2]  # fewer samples than a batch: all of them

@@ -24,8 +24,11 @@ def _rounds(overrides: str, rounds: int = 2) -> float:
     fed = build_federation(cfg)
     model, algo = build_server(cfg, fed.train.spec, torch.device("cpu"))
     state, client_states = model.state_dict(), {}
+    algo_state = algo.init(state)
     for rnd in range(1, rounds + 1):
-        step, _ = run_round(cfg, algo, fed, state, rnd, [0, 1, 2], client_states, "cpu")
+        algo_state, step, _ = run_round(
+            cfg, algo, algo_state, fed, state, rnd, [0, 1, 2], client_states, "cpu"
+        )
         state = step.state
     model.load_state_dict(state)
     return float(evaluate(model, fed.test)["accuracy"])

@@ -102,10 +102,11 @@ def test_auto_queries_outside_simulation():
 def _strategy(assigned: bool) -> AlgorithmStrategy:
     cfg = load_config(None, "algorithm=fedavg")
     spec = DataSpec((1, 28, 28), (0.5,), (0.5,), tuple("abcdefghij"))
-    _, algorithm = build_server(cfg, spec, torch.device("cpu"))
+    model, algorithm = build_server(cfg, spec, torch.device("cpu"))
     rounds = Rounds(Sampling(0.5, 0), Sampling(1.0, 0), 1, 3, 0)
     parts = {13: 0, 58: 1, 907: 2, 4242: 3}
-    return AlgorithmStrategy(algorithm, parts, rounds, assigned=assigned)
+    state = algorithm.init(model.state_dict())
+    return AlgorithmStrategy(algorithm, parts, rounds, assigned=assigned, state=state)
 
 
 def test_assigned_messages_name_their_nodes_partition():

@@ -28,14 +28,17 @@ def _setup(overrides: str, clients: int):
 def test_zda_under_sampling_warm_starts_from_server_banks():
     cfg, fed, model, algo = _setup(SMALL + " server.fraction_train=0.5", clients=6)
     zdac, zdas = algo.parts
-    assert zdac.banks and zdas.bank_per_class == 8  # auto: sampling -> banks
+    assert zdac.banks and zdas.shared  # auto: sampling -> banks
     state, client_states, rows = model.state_dict(), {}, []
+    algo_state = algo.init(state)
     for rnd in (1, 2, 3):
         parts = sample_partitions(range(6), Sampling(0.5), cfg.seed, rnd, TRAIN)
-        step, metrics = run_round(cfg, algo, fed, state, rnd, parts, client_states, "cpu")
+        algo_state, step, metrics = run_round(
+            cfg, algo, algo_state, fed, state, rnd, parts, client_states, "cpu"
+        )
         state = step.state
         rows.append(metrics)
-    assert len(parts) == 3 and len(zdac.bank.y) == 10 * 4
+    assert len(parts) == 3 and len(algo_state["zdac"]["bank"]["y"]) == 10 * 4
     # only the first model of round 1 starts from noise; the next draw from the bank it filled
     assert abs(rows[0]["zdas-warm-fraction"] - 2 / 3) < 1e-9
     assert rows[1]["zdas-warm-fraction"] == 1.0 == rows[2]["zdas-warm-fraction"]
@@ -43,8 +46,8 @@ def test_zda_under_sampling_warm_starts_from_server_banks():
     assert rows[0]["zdac-bank-warm-fraction"] == 0.0 and rows[2]["zdac-bank-warm-fraction"] == 1.0
     assert all(0 < r["inv-warm-count"] <= r["syn-count"] for r in rows)
     assert not any(OWN_BANK_KEY in s for s in client_states.values())  # nothing kept per client
-    pools = zdas.state_dict()["banks"]
-    assert list(pools) == [-1] and int((pools[-1]["y"] == 0).sum()) <= 8
+    shared = algo_state["zdas"]["shared"]  # one bank, the newest 8 samples of each class
+    assert list(algo_state["zdas"]) == ["shared"] and int((shared["y"] == 0).sum()) <= 8
     model.load_state_dict(state)
     assert evaluate(model, fed.test)["accuracy"] > 0.2  # chance is 0.1
 
@@ -52,12 +55,16 @@ def test_zda_under_sampling_warm_starts_from_server_banks():
 def test_full_participation_keeps_pools_per_client():
     cfg, fed, model, algo = _setup(SMALL, clients=3)
     zdac, zdas = algo.parts
-    assert not zdac.banks and zdas.bank_per_class == 0
+    assert not zdac.banks and not zdas.shared
     state, client_states = model.state_dict(), {}
+    algo_state = algo.init(state)
     for rnd in (1, 2):
-        step, metrics = run_round(cfg, algo, fed, state, rnd, [0, 1, 2], client_states, "cpu")
+        algo_state, step, metrics = run_round(
+            cfg, algo, algo_state, fed, state, rnd, [0, 1, 2], client_states, "cpu"
+        )
         state = step.state
-    assert metrics["zdas-warm-fraction"] == 1.0 and sorted(zdas.banks) == [0, 1, 2]
+    assert metrics["zdas-warm-fraction"] == 1.0
+    assert sorted(algo_state["zdas"]["own"]) == [0, 1, 2]
     assert all(OWN_BANK_KEY in client_states[p] for p in (0, 1, 2))
 
 

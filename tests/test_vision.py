@@ -13,10 +13,11 @@ from fedcore.algorithms.zdas import ZdasConfig, zdas_round
 from fedcore.config import ConfigError, load_config
 from fedcore.data import DatasetError, DataSpec, load_idx_dir
 from fedcore.datasets import load_dataset
+from fedcore.losses import sgd_train
 from fedcore.models import build_model
 from fedcore.plots import save_image_grid
-from fedcore.training import Samples, TrainConfig, sgd_train
-from inversion import InversionConfig
+from fedcore.training import Samples, TrainConfig
+from inversion import InversionConfig, OwnBanks
 from inversion.engine import BNStatsLoss
 from tests.conftest import FMNIST, write_idx
 
@@ -199,7 +200,7 @@ def test_resnet18_is_inverted_and_finetuned_like_the_others():
         samples_per_client=4, finetune_epochs=1, inversion=InversionConfig(steps=3, batch_size=4)
     )
     clients = [(0, states[0], None), (1, states[1], None)]
-    out = zdas_round(lambda: build_model("resnet18", 3, 10), avg, clients, cfg, {}, 1, spec)
+    out = zdas_round(lambda: build_model("resnet18", 3, 10), avg, clients, cfg, OwnBanks(), 1, spec)
     assert out.x.shape == (8, 3, 16, 16)
     moved = [k for k in avg if "running" not in k and not torch.equal(avg[k], out.state[k])]
     assert moved, "fine-tuning changed no weight"

@@ -28,9 +28,10 @@ from torch import nn
 from benchmarks.yardstick import PARTITIONS, RESULTS
 from fedcore.config import load_config
 from fedcore.federation import Federation, build_federation
+from fedcore.losses import train_local
 from fedcore.metrics import fairness_summary
 from fedcore.models import build_model
-from fedcore.training import TrainConfig, train_local
+from fedcore.training import TrainConfig
 
 CELLS = RESULTS / "work" / "cells100"
 

@@ -18,8 +18,9 @@ import time
 import torch
 
 from fedcore.datasets import load_dataset
+from fedcore.losses import train_local
 from fedcore.models import build_model
-from fedcore.training import TrainConfig, train_local
+from fedcore.training import TrainConfig
 from inversion import InversionConfig, invert
 
 

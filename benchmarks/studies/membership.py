@@ -28,9 +28,10 @@ from benchmarks.yardstick import RESULTS
 from fedcore.config import load_config
 from fedcore.federation import build_federation
 from fedcore.leakage import penultimate
+from fedcore.losses import train_local
 from fedcore.membership import client_membership, summarise
 from fedcore.models import build_model
-from fedcore.training import TrainConfig, train_local
+from fedcore.training import TrainConfig
 from scripts.simulate import simulate
 
 ROUNDS = 50

@@ -34,16 +34,9 @@ from benchmarks.speed import distill
 from fedcore.algorithms.zdac import Synthetic, mix_synthetic
 from fedcore.data import ArrayDataset, Splits
 from fedcore.datasets import load_dataset
+from fedcore.losses import LocalData, Objective, sgd_train, train_local
 from fedcore.models import build_model
-from fedcore.training import (
-    LocalData,
-    Objective,
-    Samples,
-    TrainConfig,
-    evaluate,
-    sgd_train,
-    train_local,
-)
+from fedcore.training import Samples, TrainConfig, evaluate
 from inversion import InversionConfig, allocate, invert, labels_for
 
 PRESENT, MISSING = (1, 3, 5, 7, 8, 9), (0, 2, 4, 6)

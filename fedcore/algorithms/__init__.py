@@ -17,8 +17,11 @@ from fedcore.algorithms.base import Algorithm, ClientHook, Composite, RunContext
 from fedcore.algorithms.fedavg import FedAvg
 from fedcore.algorithms.fedlc import FedLC
 from fedcore.algorithms.fedprox import FedProx
+from fedcore.algorithms.krum import Krum
+from fedcore.algorithms.median import Median
 from fedcore.algorithms.qfedavg import QFedAvg
 from fedcore.algorithms.scaffold import Scaffold
+from fedcore.algorithms.trimmedmean import TrimmedMean
 from fedcore.algorithms.zdac import Zdac
 from fedcore.algorithms.zdas import Zdas
 
@@ -31,6 +34,9 @@ ALGORITHMS: dict[str, tuple[type[Algorithm], ...]] = {
     "zdac": (Zdac,),
     "zdas": (Zdas,),
     "zda": (Zdac, Zdas),
+    "median": (Median,),
+    "trimmedmean": (TrimmedMean,),
+    "krum": (Krum,),
 }
 
 _CLASSES: tuple[type[Algorithm], ...] = tuple(
@@ -73,8 +79,8 @@ def algorithm_problems(name: str, sections: dict[str, Any], run: RunContext) -> 
     if run.secure_aggregation and not all(c.averages_only for c in classes):
         out.append(
             f"server.secure_aggregation: {name!r} needs each client's model (or control "
-            "variate) on the server; use an algorithm made of fedavg, fedprox, fedlc or "
-            "zdac, or set it false"
+            "variate) on the server, which SecAgg+ hides (robust aggregation included); use "
+            "an algorithm made of fedavg, fedprox, fedlc or zdac, or set it false"
         )
     for c in classes:
         if c.Config is not None:

@@ -2,11 +2,12 @@
 
 Every algorithm is one subclass of :class:`Algorithm` in one module, with its own config
 section (``section`` and ``Config``) and a :class:`RunContext`, never the whole experiment.
-Its server side says
-what a train message carries besides the model (:meth:`Algorithm.train_config`,
-:meth:`Algorithm.train_arrays`), which extra arrays a reply must return
-(:meth:`Algorithm.reply_arrays`), what happens after averaging
-(:meth:`Algorithm.server_update`) and what a checkpoint holds. Its client side is a
+Its server side keeps no state of its own: its state is a value (:data:`State`) made by
+:meth:`Algorithm.init`, passed into each step and returned by it, and saved by checkpoints.
+A round is :meth:`Algorithm.prepare` (work before the messages, e.g. refining a bank), the
+message (:meth:`Algorithm.train_config`, :meth:`Algorithm.train_arrays`: they read, never
+change, the state), the replies' extra arrays (:meth:`Algorithm.reply_arrays`) and
+:meth:`Algorithm.apply` after averaging, given the model that was sent. Its client side is a
 :class:`ClientHook`, built from what the message asks for (:meth:`Algorithm.client_hook`):
 clients never need the server's algorithm choice. A hook shapes local training through
 :class:`LocalPlan`: the samples, logit adjustments and loss terms on the outputs, weight
@@ -17,7 +18,7 @@ regularisers and gradient corrections. :class:`Composite` chains algorithms
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -25,17 +26,12 @@ import torch
 from torch import nn
 
 from fedcore.data import DataSpec
+from fedcore.losses import LocalData
 from fedcore.models import has_batchnorm
-from fedcore.training import (
-    LocalData,
-    LogitAdjust,
-    LossTerms,
-    OutputTerm,
-    Regularizer,
-    TrainConfig,
-    TrainStats,
-)
+from fedcore.training import LogitAdjust, Term, TrainConfig, TrainStats
 from fedcore.types import StateDict
+
+State = dict[str, Any]  # an algorithm's server state: made by init, passed in and out of steps
 
 if TYPE_CHECKING:
     from fedcore.protocol import TrainReply
@@ -71,6 +67,18 @@ class ServerStep:
     metrics: dict[str, float] = field(default_factory=dict)
     samples: tuple[torch.Tensor, torch.Tensor] | None = None
     sources: torch.Tensor | None = None  # the partition each sample was inverted from
+    left_out: tuple[int, ...] = ()  # client models a screen left out (e.g. ZDAS's)
+
+
+@dataclass(frozen=True)
+class Received:
+    """What a server step works on: the round, the global model sent in it, the
+    example-weighted average of the replies' models and the replies (in partition order)."""
+
+    server_round: int
+    sent: StateDict
+    averaged: StateDict
+    replies: Sequence[TrainReply]
 
 
 @dataclass
@@ -93,25 +101,31 @@ class ClientRound:
 class LocalPlan:
     """What hooks add to local training and to the reply.
 
-    ``data`` starts as the client's own samples; a hook may add samples (shuffled in or
-    paired). ``logit_adjust`` functions ``(logits, origin) -> logits`` feed the
-    cross-entropy; ``output_terms`` ``(logits, labels, origin) -> loss`` and
-    ``regularizers`` ``model -> loss`` are added to every batch loss; ``grad_corrections``
-    (one tensor per parameter each) are summed into every gradient.
+    ``data`` starts as the client's own samples and the cross-entropy on them
+    (``data.own``); a hook may add a sample source (``data.sources``: shuffled into the
+    epochs, or drawn beside every batch) and loss terms (``data.terms``: functions of the
+    :class:`~fedcore.training.Batch`, on outputs, features or weights). ``logit_adjust``
+    functions ``(logits, origin) -> logits`` feed the own cross-entropy; ``regularizers``
+    (terms too) are added after every other term; ``grad_corrections`` (one tensor per
+    parameter each) are summed into every gradient.
     """
 
     data: LocalData
-    logit_adjust: list[LogitAdjust] = field(default_factory=list)
-    output_terms: list[OutputTerm] = field(default_factory=list)
-    regularizers: list[Regularizer] = field(default_factory=list)
+    regularizers: list[Term] = field(default_factory=list)
     grad_corrections: list[list[torch.Tensor]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     arrays: dict[str, StateDict] = field(default_factory=dict)
     preview: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def loss_terms(self) -> LossTerms:
-        """The loss additions, for :func:`fedcore.training.train_local`."""
-        return LossTerms(self.logit_adjust, self.output_terms, self.regularizers)
+    @property
+    def logit_adjust(self) -> list[LogitAdjust]:
+        """The own cross-entropy's logit adjustments (append to add one)."""
+        return self.data.own.adjust
+
+    @property
+    def terms(self) -> list[Term]:
+        """Loss terms after the own cross-entropy (append to add one)."""
+        return self.data.terms
 
     def grad_correction(self) -> list[torch.Tensor] | None:
         """The per-parameter sum of the gradient corrections (None when there are none)."""
@@ -157,7 +171,12 @@ class ClientHook:
 
 
 class Algorithm:
-    """FedAvg's server side: nothing added to messages, the average kept as it is."""
+    """FedAvg's server side: no state, nothing added to messages, the average kept as it is.
+
+    Every method is a function of its arguments and the algorithm's settings
+    (``self.setup``); what changes across rounds is the :data:`State` value the caller
+    threads through :meth:`prepare` and :meth:`apply`.
+    """
 
     name: ClassVar[str] = "fedavg"
     section: ClassVar[str] = ""  # its config section ("" when it has no settings)
@@ -186,70 +205,75 @@ class Algorithm:
         """The client-side hook a train message asks for, or None."""
         return None
 
+    def init(self, global_state: StateDict) -> State:
+        """The state before the first round, given the initial global model."""
+        return {}
+
+    def prepare(
+        self, state: State, server_round: int, global_state: StateDict
+    ) -> tuple[State, dict[str, float]]:
+        """Work before the round's messages are built; the new state and its metrics."""
+        return state, {}
+
     def train_config(self, server_round: int) -> dict[str, Any]:
         """ConfigRecord entries every train message carries."""
         return {}
 
-    def train_arrays(self, server_round: int, global_state: StateDict) -> dict[str, StateDict]:
+    def train_arrays(self, state: State, server_round: int) -> dict[str, StateDict]:
         """ArrayRecords every train message carries besides the model."""
         return {}
 
-    def reply_arrays(self, global_state: StateDict) -> dict[str, StateDict]:
+    def reply_arrays(self, state: State) -> dict[str, StateDict]:
         """ArrayRecords a train reply must carry besides the model, with reference tensors."""
         return {}
 
-    def server_update(
-        self, server_round: int, averaged: StateDict, replies: Sequence[TrainReply]
-    ) -> ServerStep:
-        """Work on the averaged model (FedAvg: none)."""
-        return ServerStep(averaged)
-
-    def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint must hold to resume exactly."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
+    def apply(self, state: State, got: Received) -> tuple[State, ServerStep]:
+        """Work on the average of the replies to the global model sent (FedAvg: none)."""
+        return state, ServerStep(got.averaged)
 
 
 class Composite(Algorithm):
-    """Several algorithms in sequence: messages carry what each adds; server updates chain."""
+    """Several algorithms in sequence: messages carry what each adds; steps chain. Its
+    state holds each part's under the part's name."""
 
     def __init__(self, parts: Sequence[Algorithm]) -> None:
         super().__init__(parts[0].setup)
         self.parts = list(parts)
         self.name = "+".join(p.name for p in parts)  # type: ignore[misc]
 
+    def init(self, global_state: StateDict) -> State:
+        return {p.name: p.init(global_state) for p in self.parts}
+
+    def prepare(
+        self, state: State, server_round: int, global_state: StateDict
+    ) -> tuple[State, dict[str, float]]:
+        new, metrics = dict(state), dict[str, float]()
+        for p in self.parts:
+            new[p.name], m = p.prepare(state[p.name], server_round, global_state)
+            metrics |= m
+        return new, metrics
+
     def train_config(self, server_round: int) -> dict[str, Any]:
         return {k: v for p in self.parts for k, v in p.train_config(server_round).items()}
 
-    def train_arrays(self, server_round: int, global_state: StateDict) -> dict[str, StateDict]:
+    def train_arrays(self, state: State, server_round: int) -> dict[str, StateDict]:
         out: dict[str, StateDict] = {}
         for p in self.parts:
-            out |= p.train_arrays(server_round, global_state)
+            out |= p.train_arrays(state[p.name], server_round)
         return out
 
-    def reply_arrays(self, global_state: StateDict) -> dict[str, StateDict]:
+    def reply_arrays(self, state: State) -> dict[str, StateDict]:
         out: dict[str, StateDict] = {}
         for p in self.parts:
-            out |= p.reply_arrays(global_state)
+            out |= p.reply_arrays(state[p.name])
         return out
 
-    def server_update(
-        self, server_round: int, averaged: StateDict, replies: Sequence[TrainReply]
-    ) -> ServerStep:
-        step = ServerStep(averaged)
+    def apply(self, state: State, got: Received) -> tuple[State, ServerStep]:
+        new, step = dict(state), ServerStep(got.averaged)
         for p in self.parts:
-            nxt = p.server_update(server_round, step.state, replies)
+            new[p.name], nxt = p.apply(state[p.name], replace(got, averaged=step.state))
             step = ServerStep(
                 nxt.state, step.metrics | nxt.metrics, nxt.samples or step.samples,
-                nxt.sources if nxt.samples else step.sources,
+                nxt.sources if nxt.samples else step.sources, nxt.left_out or step.left_out,
             )  # fmt: skip
-        return step
-
-    def state_dict(self) -> dict[str, Any]:
-        return {p.name: p.state_dict() for p in self.parts}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for p in self.parts:
-            p.load_state_dict(state[p.name])
+        return new, step

@@ -46,7 +46,7 @@ class ProximalHook(ClientHook):
     def before(self, rnd: ClientRound, plan: LocalPlan) -> None:
         anchor = [p.detach().clone() for p in rnd.model.parameters()]
         mu = self.mu
-        plan.regularizers.append(lambda m: mu * proximal_term(m, anchor))
+        plan.regularizers.append(lambda batch: mu * proximal_term(batch.model, anchor))
 
 
 class FedProx(Algorithm):

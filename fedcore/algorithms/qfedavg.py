@@ -32,12 +32,14 @@ from fedcore.algorithms.base import (
     ClientHook,
     ClientRound,
     LocalPlan,
+    Received,
     ServerSetup,
     ServerStep,
+    State,
 )
 from fedcore.data import ArrayDataset
-from fedcore.protocol import QFFL_ASK, QFFL_LOSS, QFFL_STEP, TrainReply, number
-from fedcore.training import TrainStats, evaluate
+from fedcore.protocol import QFFL_ASK, QFFL_LOSS, QFFL_STEP, number
+from fedcore.training import TrainStats, evaluate, sgd_reach
 from fedcore.types import StateDict
 
 EPS = 1e-10  # keeps F_k^(q-1) finite for a client with zero loss
@@ -81,7 +83,7 @@ class LossHook(ClientHook):
     after training the effective step size of its local SGD."""
 
     def before(self, rnd: ClientRound, plan: LocalPlan) -> None:
-        real, n, s = plan.data.samples, plan.data.num_real, rnd.spec
+        real, n, s = plan.data.own_samples, plan.data.num_real, rnd.spec
         own = ArrayDataset(real.x[:n], real.y[:n], s.mean, s.std, s.classes)
         was_training = rnd.model.training
         plan.metrics[QFFL_LOSS] = number(evaluate(rnd.model, own, device=rnd.device)["loss"])
@@ -89,7 +91,7 @@ class LossHook(ClientHook):
 
     def after(self, rnd: ClientRound, stats: TrainStats, plan: LocalPlan) -> None:
         t = rnd.train
-        plan.metrics[QFFL_STEP] = max(stats.steps, 1) * t.lr / (1.0 - t.momentum)
+        plan.metrics[QFFL_STEP] = sgd_reach(max(stats.steps, 1), t.lr, t.momentum)
 
 
 class QFedAvg(Algorithm):
@@ -104,7 +106,6 @@ class QFedAvg(Algorithm):
     def __init__(self, setup: ServerSetup) -> None:
         super().__init__(setup)
         self.q = setup.cfg.q
-        self.sent: StateDict = {}  # the global model of the round in flight
 
     @classmethod
     def client_hook(cls, config: dict[str, Any], arrays: dict) -> ClientHook | None:
@@ -113,23 +114,17 @@ class QFedAvg(Algorithm):
     def train_config(self, server_round: int) -> dict[str, Any]:
         return {QFFL_ASK: True}
 
-    def train_arrays(self, server_round: int, global_state: StateDict) -> dict[str, StateDict]:
-        self.sent = global_state
-        return {}
-
-    def server_update(
-        self, server_round: int, averaged: StateDict, replies: Sequence[TrainReply]
-    ) -> ServerStep:
-        usable = [r for r in replies if _usable(r.metrics)]
-        refused = {"qffl-refused": float(len(replies) - len(usable))}
+    def apply(self, state: State, got: Received) -> tuple[State, ServerStep]:
+        usable = [r for r in got.replies if _usable(r.metrics)]
+        refused = {"qffl-refused": float(len(got.replies) - len(usable))}
         if not usable:
-            return ServerStep(averaged, refused)
+            return state, ServerStep(got.averaged, refused)
         losses = [float(r.metrics[QFFL_LOSS]) for r in usable]
         steps = [float(r.metrics[QFFL_STEP]) for r in usable]
         states = [r.state for r in usable]
-        params = qffl_update(self.sent, states, losses, steps, self.setup.param_names, self.q)
+        params = qffl_update(got.sent, states, losses, steps, self.setup.param_names, self.q)
         metrics = {"qffl-loss-max": max(losses), "qffl-loss-min": min(losses)} | refused
-        return ServerStep(averaged | params, metrics)
+        return state, ServerStep(got.averaged | params, metrics)
 
 
 def _usable(metrics: dict[str, Any]) -> bool:

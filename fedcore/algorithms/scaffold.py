@@ -24,40 +24,45 @@ from fedcore.algorithms.base import (
     ClientHook,
     ClientRound,
     LocalPlan,
-    ServerSetup,
+    Received,
     ServerStep,
+    State,
 )
-from fedcore.protocol import SCAFFOLD_C, SCAFFOLD_DC, TrainReply
-from fedcore.training import TrainStats
+from fedcore.protocol import SCAFFOLD_C, SCAFFOLD_DC
+from fedcore.training import TrainStats, sgd_reach
 from fedcore.types import StateDict
 
-Tensors = StateDict
 
-
-def zeros_like_params(params: Tensors) -> Tensors:
+def zeros_like_params(params: StateDict) -> StateDict:
     """A zero control variate for every parameter."""
     return {k: torch.zeros_like(v) for k, v in params.items()}
 
 
-def correction(c: Tensors, c_i: Tensors, names: Sequence[str]) -> list[torch.Tensor]:
+def correction(c: StateDict, c_i: StateDict, names: Sequence[str]) -> list[torch.Tensor]:
     """Per-parameter gradient correction ``c - c_i`` in ``names`` order."""
     return [c[n] - c_i[n] for n in names]
 
 
 def client_control_update(
-    c: Tensors, c_i: Tensors, x: Tensors, y: Tensors, steps: int, lr: float, momentum: float = 0.0
-) -> tuple[Tensors, Tensors]:
+    c: StateDict,
+    c_i: StateDict,
+    x: StateDict,
+    y: StateDict,
+    steps: int,
+    lr: float,
+    momentum: float = 0.0,
+) -> tuple[StateDict, StateDict]:
     """Option II: returns the new client variate ``c_i+`` and ``delta_c = c_i+ - c_i``."""
     if steps < 1 or lr <= 0 or not 0 <= momentum < 1:
         raise ValueError(
             f"need steps >= 1, lr > 0, 0 <= momentum < 1; got {steps}, {lr}, {momentum}"
         )
-    effective = steps * lr / (1.0 - momentum)
+    effective = sgd_reach(steps, lr, momentum)
     new = {n: c_i[n] - c[n] + (x[n] - y[n]) / effective for n in c_i}
     return new, {n: new[n] - c_i[n] for n in c_i}
 
 
-def server_control_update(c: Tensors, deltas: Sequence[Tensors], num_clients: int) -> Tensors:
+def server_control_update(c: StateDict, deltas: Sequence[StateDict], num_clients: int) -> StateDict:
     """``c + (|S| / N) * mean_i(delta_c_i)`` = ``c + sum_i(delta_c_i) / N``."""
     if not deltas:
         return c
@@ -88,36 +93,27 @@ class ScaffoldHook(ClientHook):
 
 
 class Scaffold(Algorithm):
-    """FedAvg of the models; the server variate ``c`` moves by the clients' deltas."""
+    """FedAvg of the models; the server variate ``c`` (its state) moves by the clients'
+    deltas."""
 
     name = "scaffold"
     averages_only = False  # needs each client's control-variate change
-
-    def __init__(self, setup: ServerSetup) -> None:
-        super().__init__(setup)
-        self.c: Tensors = {}
 
     @classmethod
     def client_hook(cls, config: dict[str, Any], arrays: dict) -> ClientHook | None:
         return ScaffoldHook() if SCAFFOLD_C in arrays else None
 
-    def train_arrays(self, server_round: int, global_state: Tensors) -> dict[str, Tensors]:
-        if not self.c:  # zeros before the first round
-            self.c = zeros_like_params({n: global_state[n] for n in self.setup.param_names})
-        return {SCAFFOLD_C: self.c}
+    def init(self, global_state: StateDict) -> State:
+        """``c`` = 0 for every trainable parameter."""
+        return {"c": zeros_like_params({n: global_state[n] for n in self.setup.param_names})}
 
-    def reply_arrays(self, global_state: Tensors) -> dict[str, Tensors]:
-        return {SCAFFOLD_DC: self.c}
+    def train_arrays(self, state: State, server_round: int) -> dict[str, StateDict]:
+        return {SCAFFOLD_C: state["c"]}
 
-    def server_update(
-        self, server_round: int, averaged: Tensors, replies: Sequence[TrainReply]
-    ) -> ServerStep:
-        deltas = [r.arrays[SCAFFOLD_DC] for r in replies]
-        self.c = server_control_update(self.c, deltas, self.setup.run.num_clients)
-        return ServerStep(averaged)
+    def reply_arrays(self, state: State) -> dict[str, StateDict]:
+        return {SCAFFOLD_DC: state["c"]}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"c": self.c}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.c = state["c"]
+    def apply(self, state: State, got: Received) -> tuple[State, ServerStep]:
+        deltas = [r.arrays[SCAFFOLD_DC] for r in got.replies]
+        c = server_control_update(state["c"], deltas, self.setup.run.num_clients)
+        return {"c": c}, ServerStep(got.averaged)

@@ -13,7 +13,6 @@ samples to the client's data (shuffled in, or paired with every real batch).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,28 +27,31 @@ from fedcore.algorithms.base import (
     LocalPlan,
     RunContext,
     ServerSetup,
-    ServerStep,
+    State,
     batchnorm_problems,
     inversion_side_problems,
 )
 from fedcore.data import DataSpec
-from fedcore.protocol import ZDAC_BANK, ZDAC_PREFIX, TrainReply
+from fedcore.losses import OWN, LocalData, Objective, ObjectiveTerm
+from fedcore.protocol import ZDAC_BANK, ZDAC_PREFIX
 from fedcore.schema import flatten, from_flat
 from fedcore.seeds import ZDAC_BANK as BANK_STREAM
 from fedcore.seeds import derive_seed
-from fedcore.training import REAL, SYNTHETIC, LocalData, Objective, Paired, Samples
+from fedcore.training import REAL, SYNTHETIC, Samples, Source
 from fedcore.types import StateDict
 from inversion import (
+    BANK_MODES,
     InversionConfig,
     SyntheticBank,
     allocate,
     invert_with_bank,
     labels_for,
+    shares_bank,
 )
 from inversion.allocation import ALLOCATIONS
 
 OWN_BANK_KEY = "zdac-own-bank"  # the client's persistent state key for its own bank
-BANKS = ("auto", "per-client", "shared")
+SYNTHETIC_SOURCE = "zdac-synthetic"  # the source name of paired synthetic samples
 WEIGHTINGS = ("fixed", "missing-mass")
 PREVIEW_PER_CLASS = 2
 
@@ -82,7 +84,7 @@ class ZdacConfig:
             (self.synthetic_weight >= 0, "synthetic_weight: must be >= 0"),
             (self.weighting in WEIGHTINGS, f"weighting: {self.weighting!r} not in {WEIGHTINGS}"),
             (self.paired_batch_size >= 0, "paired_batch_size: must be >= 0 (0: shuffled in)"),
-            (self.bank in BANKS, f"bank: {self.bank!r} not in {BANKS}"),
+            (self.bank in BANK_MODES, f"bank: {self.bank!r} not in {BANK_MODES}"),
             (self.bank_per_class >= 1, "bank_per_class: must be >= 1"),
         ]  # fmt: skip
         return out + [prefix + msg for ok, msg in checks if not ok]
@@ -110,38 +112,44 @@ class Synthetic:
 
 
 def mix_synthetic(data: LocalData, syn: Synthetic) -> LocalData:
-    """The client's own data (every sample weighing 1) with ``syn`` added; synthetic samples
-    carry the origin :data:`~fedcore.training.SYNTHETIC`."""
-    if data.paired is not None or data.samples.origin is not None:
-        raise ValueError("mix_synthetic: the client's data already holds added samples")
-    x, y, n_real = data.samples.x, data.samples.y, data.num_real
+    """The client's data with ``syn`` added: shuffled into its own samples (every own
+    sample weighing ``real_weight`` times its weight, each synthetic one ``weight``, with
+    the origin :data:`~fedcore.training.SYNTHETIC`), or as a source of its own drawn
+    beside every batch, with its own loss term (the own samples' term weighs
+    ``real_weight``)."""
+    own = data.own_samples
+    if own.origin is not None or SYNTHETIC_SOURCE in data.sources:
+        raise ValueError("mix_synthetic: the client's data already holds synthetic samples")
     if syn.y.numel() == 0:
         return data
+    x, y, n_real = own.x, own.y, data.num_real
+    out = LocalData(dict(data.sources), n_real, replace(data.own), list(data.terms))
     sx, sy = syn.x.detach().to(x.dtype).cpu(), syn.y.long().cpu()
+    kd = syn.kd_weight if syn.teacher_logits is not None else 0.0
     if syn.paired_batch_size > 0:
-        kd = syn.kd_weight if syn.teacher_logits is not None else 0.0
         extra = Samples(sx, sy, None, syn.teacher_logits, default_origin=SYNTHETIC)
-        paired = Paired(
-            extra, syn.paired_batch_size, syn.weight, syn.real_weight,
-            Objective(1.0, kd, syn.temperature),
-        )  # fmt: skip
-        return LocalData(Samples(x, y), n_real, data.objective, paired)
+        out.sources[OWN] = Source(Samples(x, y))
+        out.sources[SYNTHETIC_SOURCE] = Source(extra, syn.paired_batch_size)
+        out.own.weight = syn.real_weight
+        objective = Objective(1.0, kd, syn.temperature)
+        out.terms.append(ObjectiveTerm(SYNTHETIC_SOURCE, objective, syn.weight, out.own.adjust))
+        return out
     n_syn = sy.numel()
-    real_w = data.samples.weights if data.samples.weights is not None else torch.ones(n_real)
+    real_w = own.weights if own.weights is not None else torch.ones(n_real)
     samples = Samples(
         torch.cat([x, sx]),
         torch.cat([y, sy]),
         torch.cat([real_w * syn.real_weight, torch.full((n_syn,), syn.weight)]),
         origin=torch.where(torch.arange(n_real + n_syn) < n_real, REAL, SYNTHETIC),
     )
-    objective = data.objective
     if syn.teacher_logits is not None and syn.kd_weight > 0:
         samples.teacher_logits = torch.cat(
             [torch.zeros(n_real, syn.teacher_logits.shape[1]), syn.teacher_logits]
         )
         samples.distill = torch.arange(n_real + n_syn) >= n_real
-        objective = Objective(1.0, syn.kd_weight, syn.temperature)
-    return LocalData(samples, n_real, objective)
+        out.own.objective = Objective(1.0, syn.kd_weight, syn.temperature)
+    out.sources[OWN] = Source(samples)
+    return out
 
 
 @dataclass
@@ -273,7 +281,7 @@ class ZdacHook(ClientHook):
 
 class Zdac(Algorithm):
     """FedAvg on the server; every train message carries ZDAC's settings, and with the
-    server's bank the bank's samples, refined against the global model first."""
+    server's bank (its state) the bank's samples, refined against the global model first."""
 
     name = "zdac"
     section = "zdac"
@@ -282,43 +290,41 @@ class Zdac(Algorithm):
     def __init__(self, setup: ServerSetup) -> None:
         super().__init__(setup)
         self.cfg: ZdacConfig = setup.cfg
-        auto = self.cfg.bank == "auto" and setup.run.samples_clients
+        shared = shares_bank(self.cfg.bank, setup.run.samples_clients)
         # under secure aggregation a train message carries only the model and its config
-        self.banks = (self.cfg.bank == "shared" or auto) and not setup.run.secure_aggregation
-        self.bank = SyntheticBank()
-        self.bank_metrics: dict[str, float] = {}
+        self.banks = shared and not setup.run.secure_aggregation
 
-    def train_arrays(self, server_round: int, global_state: StateDict) -> dict[str, StateDict]:
-        """The bank, refined against the global model (warm from last round's bank)."""
-        if not self.banks or server_round < self.cfg.start_round:
-            return {}
+    def init(self, global_state: StateDict) -> State:
+        return {"bank": {}}
+
+    def sends_bank(self, server_round: int) -> bool:
+        return self.banks and server_round >= self.cfg.start_round
+
+    def prepare(
+        self, state: State, server_round: int, global_state: StateDict
+    ) -> tuple[State, dict[str, float]]:
+        """The bank refined against the global model (warm from last round's bank)."""
+        if not self.sends_bank(server_round):
+            return state, {}
         s = self.setup
         model = s.make_model()
         model.load_state_dict(global_state)
         per_class = np.full(s.spec.num_classes, self.cfg.bank_per_class)
         labels = torch.from_numpy(labels_for(per_class))
+        bank = SyntheticBank.from_state(state["bank"])
         res, warm = invert_with_bank(
-            model, labels, self.cfg.inversion, self.bank, server_round, self.cfg.bank_max_age,
+            model, labels, self.cfg.inversion, bank, server_round, self.cfg.bank_max_age,
             s.spec, device=s.device, seed=derive_seed(s.run.seed, server_round, BANK_STREAM),
         )  # fmt: skip
-        self.bank_metrics = {
+        metrics = {
             "zdac-bank-samples": float(len(labels)),
             "zdac-bank-seconds": res.seconds,
             "zdac-bank-warm-fraction": warm,
         }
-        return {ZDAC_BANK: self.bank.state()}
+        return {"bank": bank.state()}, metrics
 
-    def server_update(
-        self, server_round: int, averaged: StateDict, replies: Sequence[TrainReply]
-    ) -> ServerStep:
-        metrics, self.bank_metrics = self.bank_metrics, {}
-        return ServerStep(averaged, metrics)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"bank": self.bank.state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.bank = SyntheticBank.from_state(state["bank"])
+    def train_arrays(self, state: State, server_round: int) -> dict[str, StateDict]:
+        return {ZDAC_BANK: state["bank"]} if self.sends_bank(server_round) else {}
 
     @classmethod
     def run_problems(cls, cfg: ZdacConfig, run: RunContext) -> list[str]:

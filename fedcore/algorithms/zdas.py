@@ -28,21 +28,34 @@ from fedcore.algorithms.base import (
     ClientHook,
     ClientRound,
     LocalPlan,
+    Received,
     ServerSetup,
     ServerStep,
+    State,
     batchnorm_problems,
     inversion_side_problems,
 )
+from fedcore.algorithms.zdas_screen import agreement, screen
 from fedcore.data import ArrayDataset, DataSpec
-from fedcore.protocol import LABEL_COUNTS, SHARE_LABEL_COUNTS, TrainReply, number
+from fedcore.losses import Objective, sgd_train
+from fedcore.protocol import LABEL_COUNTS, SHARE_LABEL_COUNTS, number
 from fedcore.seeds import ZDAS_MODEL, ZDAS_ROUND, derive_seed
-from fedcore.training import Objective, Samples, TrainConfig, evaluate, sgd_train
+from fedcore.training import Samples, TrainConfig, evaluate
 from fedcore.types import StateDict
-from inversion import InversionConfig, SyntheticBank, invert_with_bank, labels_for, nearest_rms
+from inversion import (
+    BANK_MODES,
+    Banks,
+    InversionConfig,
+    OwnBanks,
+    SharedBank,
+    SyntheticBank,
+    banks_from_state,
+    invert_with_bank,
+    labels_for,
+    nearest_rms,
+    shares_bank,
+)
 from inversion.allocation import proportional_counts
-
-BANKS = ("auto", "per-client", "shared")
-SHARED = -1  # the key of the shared bank among the banks
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,7 @@ class ZdasConfig:
     bank_spread: bool = False  # warm starts from earlier rounds' samples, undrawn ones first
     replay_per_class: int = 0  # top each class of the fine-tuning set up to this from the banks
     gate_accuracy: float = 0.0  # skip fine-tuning when the average labels this share of samples
+    screen: float = 0.0  # >0: leave out models whose inversions are this many deviations out
     inversion: InversionConfig = field(default_factory=lambda: InversionConfig(warm_steps=2))
 
     def problems(self, prefix: str) -> list[str]:
@@ -78,7 +92,7 @@ class ZdasConfig:
                 f"({self.start_round}), got {self.end_round}",
             ),
             (self.samples_per_client >= 1, "samples_per_client: must be >= 1"),
-            (self.bank in BANKS, f"bank: {self.bank!r} not in {BANKS}"),
+            (self.bank in BANK_MODES, f"bank: {self.bank!r} not in {BANK_MODES}"),
             (self.bank_per_class >= 1, "bank_per_class: must be >= 1"),
             (self.replay_per_class >= 0, "replay_per_class: must be >= 0 (0: off)"),
             (
@@ -90,6 +104,7 @@ class ZdasConfig:
             (self.finetune_lr > 0, "finetune_lr: must be > 0"),
             (self.finetune_batch_size >= 2, "finetune_batch_size: must be >= 2 (BatchNorm)"),
             (0 <= self.finetune_momentum < 1, "finetune_momentum: must be in [0, 1)"),
+            (self.screen >= 0, f"screen: must be >= 0 (0: off), got {self.screen}"),
             (
                 0 <= self.gate_accuracy <= 1,
                 f"gate_accuracy: must be in [0, 1] (0: fine-tune every round), got "
@@ -114,6 +129,14 @@ class Inverted:
     sources: torch.Tensor  # the partition each sample was inverted from
     teachers: list[nn.Module]
     metrics: dict[str, float]
+    bn_losses: dict[int, float] = field(default_factory=dict)  # per source, at the end
+
+    def without(self, left_out: Sequence[int]) -> Inverted:
+        """These samples and teachers less those of the ``left_out`` sources."""
+        keep = ~torch.isin(self.sources, torch.tensor(list(left_out), dtype=self.sources.dtype))
+        ids = [int(s) for s in self.sources.unique_consecutive()]  # one per teacher, in order
+        teachers = [t for t, s in zip(self.teachers, ids, strict=True) if s not in left_out]
+        return Inverted(self.x[keep], self.y[keep], self.sources[keep], teachers, self.metrics)
 
 
 @dataclass
@@ -134,6 +157,7 @@ class ZdasOutcome:
     y: torch.Tensor
     metrics: dict[str, float]
     sources: torch.Tensor  # the partition each sample was inverted from
+    left_out: tuple[int, ...] = ()  # client models the screen left out of the fine-tuning
 
 
 def client_allocation(cfg: ZdasConfig, num_classes: int, counts: np.ndarray | None) -> np.ndarray:
@@ -168,9 +192,9 @@ def replay(
     filled = [p for p in banks if not p.is_empty()]
     if not filled:
         return None
-    px = torch.cat([p.x for p in filled])  # type: ignore[misc]
-    py = torch.cat([p.y for p in filled])  # type: ignore[misc]
-    age = server_round - torch.cat([p.rounds for p in filled])  # type: ignore[misc]
+    px = torch.cat([p.x for p in filled])
+    py = torch.cat([p.y for p in filled])
+    age = server_round - torch.cat([p.rounds for p in filled])
     ok = (age > 0) & (age <= max_age)
     picks = []
     for c in range(num_classes):
@@ -199,40 +223,37 @@ def zdas_invert(
     make_model: Callable[[], nn.Module],
     clients: Sequence[ClientModel],
     cfg: ZdasConfig,
-    banks: dict[int, SyntheticBank],
+    banks: Banks,
     server_round: int,
     spec: DataSpec,
     *,
     student: nn.Module | None = None,
     device: torch.device | str = "cpu",
     seed: int = 0,
-    bank_per_class: int = 0,
 ) -> Inverted:
-    """Invert each client model for its allocation, warm-started from ``banks``.
-
-    ``banks`` holds a bank per client id, or with ``bank_per_class`` > 0 one shared bank
-    (key :data:`SHARED`) that keeps the newest ``bank_per_class`` samples of each class.
+    """Invert each client model for its allocation, warm-started from ``banks`` (a bank
+    per client, or one shared bank) and refilling them.
     ``student`` (the model being fine-tuned) is the ADI competitor when ``inversion.adi`` > 0.
     """
-    xs, ys, teachers, sources = [], [], [], []
+    xs, ys, teachers, sources, bn_losses = [], [], [], [], {}
     acc, bn_loss, warm_sum, inv_seconds = 0.0, 0.0, 0.0, 0.0
     for k, (cid, state, counts) in enumerate(clients):
         teacher = make_model()
         teacher.load_state_dict(state)
         teacher.to(device).eval()
         labels = torch.from_numpy(labels_for(client_allocation(cfg, spec.num_classes, counts)))
+        slot = banks.slot(cid)
         res, warm = invert_with_bank(
-            teacher, labels, cfg.inversion,
-            banks.setdefault(SHARED if bank_per_class else cid, SyntheticBank()),
-            server_round, cfg.bank_max_age, spec,
+            teacher, labels, cfg.inversion, slot.bank, server_round, cfg.bank_max_age, spec,
             student=student if cfg.inversion.adi > 0 else None, device=device,
-            seed=derive_seed(seed, k, ZDAS_MODEL), offset=cid if bank_per_class else 0,
-            keep_per_class=bank_per_class, spread=cfg.bank_spread,
+            seed=derive_seed(seed, k, ZDAS_MODEL), offset=slot.offset,
+            keep_per_class=slot.keep_per_class, spread=cfg.bank_spread,
         )  # fmt: skip
         xs.append(res.x)
         ys.append(res.y)
         sources.append(torch.full((len(res.y),), cid))
         teachers.append(teacher)
+        bn_losses[cid] = res.bn_loss_end
         acc += res.teacher_accuracy / len(clients)
         bn_loss += res.bn_loss_end / len(clients)
         warm_sum += warm / len(clients)
@@ -246,14 +267,14 @@ def zdas_invert(
     }
     x, y = torch.cat(xs), torch.cat(ys)
     metrics["zdas-nearest-rms"] = nearest_rms(x, y)
-    return Inverted(x, y, torch.cat(sources), teachers, metrics)
+    return Inverted(x, y, torch.cat(sources), teachers, metrics, bn_losses)
 
 
 def finetune_set(
     inv: Inverted,
     counts: Sequence[np.ndarray | None],
     cfg: ZdasConfig,
-    banks: dict[int, SyntheticBank],
+    banks: Banks,
     server_round: int,
     num_classes: int,
     *,
@@ -266,7 +287,7 @@ def finetune_set(
     data = Samples(x, y)
     if cfg.replay_per_class > 0:
         gen = torch.Generator().manual_seed(seed)
-        extra = replay(list(banks.values()), y, cfg.replay_per_class, num_classes,
+        extra = replay(banks.all(), y, cfg.replay_per_class, num_classes,
                        server_round, cfg.bank_max_age, gen)  # fmt: skip
         if extra is not None:
             data = Samples(torch.cat([x, extra[0]]), torch.cat([y, extra[1]]))
@@ -305,13 +326,12 @@ def zdas_round(
     averaged: StateDict,
     clients: Sequence[ClientModel],
     cfg: ZdasConfig,
-    banks: dict[int, SyntheticBank],
+    banks: Banks,
     server_round: int,
     spec: DataSpec,
     *,
     device: torch.device | str = "cpu",
     seed: int = 0,
-    bank_per_class: int = 0,
 ) -> ZdasOutcome:
     """ZDAS's server step: invert every client model (:func:`zdas_invert`), build the
     fine-tuning set (:func:`finetune_set`) and fine-tune ``averaged`` on it.
@@ -327,12 +347,18 @@ def zdas_round(
     student.to(device)
     inv = zdas_invert(
         make_model, clients, cfg, banks, server_round, spec,
-        student=student, device=device, seed=seed, bank_per_class=bank_per_class,
+        student=student, device=device, seed=seed,
     )  # fmt: skip
     pool = ArrayDataset(inv.x, inv.y, spec.mean, spec.std, spec.classes)
     known = number(evaluate(student, pool, device=device)["accuracy"])
     gated = 0 < cfg.gate_accuracy <= known
     metrics = inv.metrics | {"zdas-average-acc": known, "zdas-gated": float(gated)}
+    left_out: list[int] = []
+    if cfg.screen > 0:
+        agreed = agreement(student, inv.x, inv.y, inv.sources, device)
+        left_out = screen(inv.bn_losses, agreed, cfg.screen)
+        inv, metrics["zdas-screened"] = inv.without(left_out), float(len(left_out))
+        clients = [c for c in clients if c[0] not in left_out]
     if gated:
         state = averaged
         metrics |= {"zdas-finetune-steps": 0.0, "zdas-replayed": 0.0}
@@ -345,7 +371,7 @@ def zdas_round(
         state, metrics = out.state, metrics | out.metrics
         metrics["zdas-replayed"] = float(len(data.y) - len(inv.y))
     metrics["zdas-seconds"] = time.perf_counter() - t0
-    return ZdasOutcome(state, inv.x, inv.y, metrics, inv.sources)
+    return ZdasOutcome(state, inv.x, inv.y, metrics, inv.sources, tuple(left_out))
 
 
 class LabelCountsHook(ClientHook):
@@ -356,7 +382,8 @@ class LabelCountsHook(ClientHook):
 
 
 class Zdas(Algorithm):
-    """FedAvg, then every client model inverted and the average fine-tuned on their samples."""
+    """FedAvg, then every client model inverted and the average fine-tuned on their samples.
+    Its state is the banks' (one per client, or one shared)."""
 
     name = "zdas"
     section = "zdas"
@@ -366,10 +393,7 @@ class Zdas(Algorithm):
     def __init__(self, setup: ServerSetup) -> None:
         super().__init__(setup)
         self.cfg: ZdasConfig = setup.cfg
-        self.banks: dict[int, SyntheticBank] = {}
-        auto = self.cfg.bank == "auto" and setup.run.samples_clients
-        shared = self.cfg.bank == "shared" or auto
-        self.bank_per_class = self.cfg.bank_per_class if shared else 0
+        self.shared = shares_bank(self.cfg.bank, setup.run.samples_clients)
 
     @classmethod
     def model_problems(cls, cfg: ZdasConfig, model: nn.Module) -> list[str]:
@@ -379,26 +403,21 @@ class Zdas(Algorithm):
     def client_hook(cls, config: dict[str, Any], arrays: dict) -> ClientHook | None:
         return LabelCountsHook() if config.get(SHARE_LABEL_COUNTS) else None
 
+    def init(self, global_state: StateDict) -> State:
+        return (SharedBank(self.cfg.bank_per_class) if self.shared else OwnBanks()).state()
+
     def train_config(self, server_round: int) -> dict[str, Any]:
         return {SHARE_LABEL_COUNTS: True} if self.cfg.share_label_counts else {}
 
-    def server_update(
-        self, server_round: int, averaged: StateDict, replies: Sequence[TrainReply]
-    ) -> ServerStep:
-        if not self.cfg.active(server_round):
-            return ServerStep(averaged)
-        s = self.setup
+    def apply(self, state: State, got: Received) -> tuple[State, ServerStep]:
+        rnd = got.server_round
+        if not self.cfg.active(rnd):
+            return state, ServerStep(got.averaged)
+        s, banks = self.setup, banks_from_state(state, self.cfg.bank_per_class)
+        clients = [(r.partition_id, r.state, r.label_counts) for r in got.replies]
         out = zdas_round(
-            s.make_model, averaged, [(r.partition_id, r.state, r.label_counts) for r in replies],
-            self.cfg, self.banks, server_round, s.spec, device=s.device,
-            seed=derive_seed(s.run.seed, server_round, ZDAS_ROUND),
-            bank_per_class=self.bank_per_class,
+            s.make_model, got.averaged, clients, self.cfg, banks, rnd, s.spec, device=s.device,
+            seed=derive_seed(s.run.seed, rnd, ZDAS_ROUND),
         )  # fmt: skip
-        return ServerStep(out.state, out.metrics, (out.x, out.y), out.sources)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The synthetic banks (per client id, or the shared one under :data:`SHARED`)."""
-        return {"banks": {cid: bank.state() for cid, bank in self.banks.items()}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.banks = {int(c): SyntheticBank.from_state(s) for c, s in state["banks"].items()}
+        step = ServerStep(out.state, out.metrics, (out.x, out.y), out.sources, out.left_out)
+        return banks.state(), step

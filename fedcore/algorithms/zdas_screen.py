@@ -1,0 +1,59 @@
+"""ZDAS's screen against poisoned client models: the server tells a poisoned model by what
+its inversions do, and leaves its samples (and its vote in the distillation ensemble) out
+of the fine-tuning set.
+
+Two signals per client model, each compared with the round's other models by a robust
+z-score (distance from the median in units of 1.4826 x the median absolute deviation):
+the BatchNorm-statistics loss its inversion ends at (a model whose weights no longer fit
+its running statistics, e.g. sign-flipped or noised, cannot be inverted into samples that
+match them: high), and the share of its samples that the aggregate labels as their target
+class (a model trained on permuted labels makes samples the aggregate calls something
+else: low). A model more than ``threshold`` deviations out on either side is left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+BN_FLOOR = 0.1  # the BN-loss scale is at least this share of the median (all alike: no flags)
+AGREEMENT_FLOOR = 0.05  # the agreement scale is at least 5 points
+
+
+def robust_z(values: Mapping[int, float], floor: float) -> dict[int, float]:
+    """Each value's distance from the median in units of max(1.4826 x MAD, ``floor``)."""
+    v = torch.tensor(list(values.values()), dtype=torch.float64)
+    med = v.median()
+    scale = max(1.4826 * float((v - med).abs().median()), floor)
+    return {k: (x - float(med)) / scale for k, x in values.items()}
+
+
+def agreement(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sources: torch.Tensor,
+    device: torch.device | str,
+) -> dict[int, float]:
+    """Per source: the share of its samples ``model`` labels as their target class."""
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        hits = torch.cat([model(xb.to(device)).argmax(1).cpu() for xb in x.split(512)]) == y
+    model.train(was)
+    return {int(s): float(hits[sources == s].float().mean()) for s in sources.unique()}
+
+
+def screen(
+    bn_losses: Mapping[int, float], agreed: Mapping[int, float], threshold: float
+) -> list[int]:
+    """The sources whose BN loss is ``threshold`` deviations above the round's median, or
+    whose agreement is ``threshold`` below it (none with fewer than 3 models)."""
+    if threshold <= 0 or len(bn_losses) < 3:
+        return []
+    med_bn = float(torch.tensor(list(bn_losses.values())).median())
+    z_bn = robust_z(bn_losses, BN_FLOOR * abs(med_bn))
+    z_agree = robust_z(agreed, AGREEMENT_FLOOR)
+    return sorted(k for k in bn_losses if z_bn[k] > threshold or z_agree[k] < -threshold)
