@@ -15,7 +15,6 @@ import os
 import time
 from logging import INFO, WARNING
 
-import torch
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.common.logger import log
@@ -58,6 +57,7 @@ from fedcore.sites import (
 )
 from fedcore.sitespec import parse_shape
 from fedcore.training import evaluate
+from fedcore.types import StateDict
 
 app = ClientApp(mods=[secure_aggregation_mod])  # passes every non-SecAgg+ message through
 
@@ -94,7 +94,7 @@ def _site(node_config: dict) -> SitePixels:
     )
 
 
-def _model(cfg: ExperimentConfig, data: ClientData, state: dict[str, torch.Tensor]):
+def _model(cfg: ExperimentConfig, data: ClientData, state: StateDict):
     spec = data.spec
     model = build_model(cfg.model.name, spec.channels, spec.num_classes)
     model.load_state_dict(state)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import torch
 
+from fedcore.types import StateDict
+
 BAD_UPDATE_KINDS = ("nan", "inf", "shape", "dtype", "missing_key", "extra_key", "num_examples")
 
 
-def corrupt_update(
-    state: dict[str, torch.Tensor], num_examples: int, kind: str
-) -> tuple[dict[str, torch.Tensor], int]:
+def corrupt_update(state: StateDict, num_examples: int, kind: str) -> tuple[StateDict, int]:
     """Return a damaged copy of ``state`` and example count, as ``kind`` says."""
     state = dict(state)
     name = next(k for k, v in state.items() if v.is_floating_point())

@@ -16,6 +16,7 @@ import torch
 from fedcore.config import ExperimentConfig
 from fedcore.plots import plot_accuracy, plot_client_spread
 from fedcore.provenance import platform_info
+from fedcore.types import StateDict
 
 
 def atomic_torch_save(obj: Any, path: Path) -> Path:
@@ -128,6 +129,6 @@ class RunDir:
         plot_accuracy(self.rows, self.path / "plots" / "accuracy.png")
         plot_client_spread(self.rows, self.path / "plots" / "client_spread.png")
 
-    def save_model(self, state: dict[str, torch.Tensor], name: str = "model_final.pt") -> Path:
+    def save_model(self, state: StateDict, name: str = "model_final.pt") -> Path:
         """Save a state dict atomically (write to a temp file, then rename)."""
         return atomic_torch_save(state, self.path / name)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -153,6 +154,85 @@ def js_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor, t: float) -> t
     return 0.5 * (F.kl_div(m, p, reduction="batchmean") + F.kl_div(m, q, reduction="batchmean"))
 
 
+@dataclass
+class _Batches:
+    """What every batch of one inversion shares."""
+
+    model: nn.Module
+    cfg: InversionConfig
+    bn: BNStatsLoss
+    steps: int
+    gen: torch.Generator
+    bounds: tuple[torch.Tensor, torch.Tensor]
+    student: nn.Module | None
+
+
+@contextmanager
+def _frozen(model: nn.Module, student: nn.Module | None, device: torch.device) -> Iterator[None]:
+    """``model`` (and ``student``) in eval mode on ``device``, the model's weights without
+    gradients; its mode and ``requires_grad`` flags restored afterwards."""
+    was_training = model.training
+    model.to(device).eval()
+    if student is not None:
+        student.to(device).eval()
+    requires = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, r in zip(model.parameters(), requires, strict=True):
+            p.requires_grad_(r)
+        model.train(was_training)
+
+
+def _step_loss(
+    run: _Batches, xb: torch.Tensor, xj: torch.Tensor, yb: torch.Tensor, logits: torch.Tensor,
+    bn_loss: torch.Tensor,
+) -> torch.Tensor:  # fmt: skip
+    """Cross-entropy, BN statistics, image priors and (with a student) the ADI term."""
+    cfg = run.cfg
+    loss = cfg.ce * F.cross_entropy(logits, yb) + cfg.bn * bn_loss
+    loss = loss + cfg.tv_l1 * tv_l1(xb) + cfg.tv_l2 * tv_l2(xb) + cfg.l2 * l2_prior(xb)
+    if run.student is not None and cfg.adi > 0:
+        js = js_divergence(logits, run.student(xj), cfg.adi_temperature)
+        loss = loss + cfg.adi * (1.0 - js.clamp(0.0, 1.0))
+    return loss
+
+
+def _invert_batch(
+    run: _Batches, xb: torch.Tensor, yb: torch.Tensor, ctx: torch.Tensor | None
+) -> tuple[torch.Tensor, float, float, float]:
+    """Optimise one batch; its inputs, correct count, and BN loss at the start and end."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``x``, forwarded beside the context rows (BN statistics only)."""
+        return run.model(x if ctx is None else torch.cat([x, ctx]))[: len(x)]
+
+    cfg, (lo, hi) = run.cfg, run.bounds
+    opt = torch.optim.Adam([xb], lr=cfg.lr, betas=(0.5, 0.9))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(run.steps, 1))
+    bn_start = 0.0
+    for step in range(run.steps):
+        xj = jitter_flip(xb, cfg.jitter, cfg.flip, run.gen)
+        logits = forward(xj)
+        bn_loss = run.bn.pop()
+        loss = _step_loss(run, xb, xj, yb, logits, bn_loss)
+        if step == 0:
+            bn_start = float(bn_loss.detach())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            xb.clamp_(lo, hi)
+    with torch.no_grad():
+        logits = forward(xb)
+        bn_end = float(run.bn.pop())
+        correct = (logits.argmax(1) == yb).float().sum().item()
+    return xb.detach().cpu(), correct, bn_start if run.steps else bn_end, bn_end
+
+
 def invert(
     model: nn.Module,
     labels: torch.Tensor,
@@ -184,70 +264,35 @@ def invert(
         raise ValueError(f"init has shape {tuple(init.shape)}, expected {shape}")
     x_all = init.detach().clone() if init is not None else torch.randn(shape, generator=gen)
     y_all = labels.long().cpu()
-    lo, hi = pixel_bounds(spec.mean, spec.std, device)
     if context is not None and tuple(context.shape[1:]) != shape[1:]:
         raise ValueError(
             f"context rows have shape {tuple(context.shape[1:])}, expected {shape[1:]}"
         )
     ctx_all = context.detach().to(device) if context is not None else None
-
-    was_training = model.training
-    model.to(device).eval()
-    if student is not None:
-        student.to(device).eval()
-    requires = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    bn = BNStatsLoss(model, cfg.first_bn_multiplier)
-    if not bn.layers and cfg.bn > 0:
-        warnings.warn(
-            f"{type(model).__name__} has no BatchNorm layers: inverting with the "
-            "cross-entropy and image priors only",
-            stacklevel=2,
-        )
+    bounds = pixel_bounds(spec.mean, spec.std, device)
     bn_start, bn_end, outs = 0.0, 0.0, []
-    try:
-        for start in range(0, n, cfg.batch_size):
-            xb = x_all[start : start + cfg.batch_size].to(device).requires_grad_(True)
-            yb = y_all[start : start + cfg.batch_size].to(device)
-            ctx = None
-            if ctx_all is not None and len(ctx_all):
-                ctx = ctx_all[: max(1, round(len(ctx_all) * len(yb) / cfg.batch_size))]
-
-            def forward(x: torch.Tensor, ctx: torch.Tensor | None = ctx) -> torch.Tensor:
-                """Logits of ``x``, forwarded beside the context rows (BN statistics only)."""
-                return model(x if ctx is None else torch.cat([x, ctx]))[: len(x)]
-
-            opt = torch.optim.Adam([xb], lr=cfg.lr, betas=(0.5, 0.9))
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
-            for step in range(steps):
-                xj = jitter_flip(xb, cfg.jitter, cfg.flip, gen)
-                logits = forward(xj)
-                bn_loss = bn.pop()
-                loss = cfg.ce * F.cross_entropy(logits, yb) + cfg.bn * bn_loss
-                loss = loss + cfg.tv_l1 * tv_l1(xb) + cfg.tv_l2 * tv_l2(xb) + cfg.l2 * l2_prior(xb)
-                if student is not None and cfg.adi > 0:
-                    js = js_divergence(logits, student(xj), cfg.adi_temperature)
-                    loss = loss + cfg.adi * (1.0 - js.clamp(0.0, 1.0))
-                if step == 0:
-                    bn_start += float(bn_loss.detach()) * yb.numel() / n
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                with torch.no_grad():
-                    xb.clamp_(lo, hi)
-            with torch.no_grad():
-                logits = forward(xb)
-                bn_end += float(bn.pop()) * yb.numel() / n
-                if steps == 0:
-                    bn_start = bn_end
-                outs.append((xb.detach().cpu(), (logits.argmax(1) == yb).float().sum().item()))
-    finally:
-        bn.remove()
-        for p, r in zip(model.parameters(), requires, strict=True):
-            p.requires_grad_(r)
-        model.train(was_training)
+    with _frozen(model, student, device):
+        bn = BNStatsLoss(model, cfg.first_bn_multiplier)
+        if not bn.layers and cfg.bn > 0:
+            warnings.warn(
+                f"{type(model).__name__} has no BatchNorm layers: inverting with the "
+                "cross-entropy and image priors only",
+                stacklevel=2,
+            )
+        run = _Batches(model, cfg, bn, steps, gen, bounds, student)
+        try:
+            for start in range(0, n, cfg.batch_size):
+                xb = x_all[start : start + cfg.batch_size].to(device).requires_grad_(True)
+                yb = y_all[start : start + cfg.batch_size].to(device)
+                ctx = None
+                if ctx_all is not None and len(ctx_all):
+                    ctx = ctx_all[: max(1, round(len(ctx_all) * len(yb) / cfg.batch_size))]
+                x, correct, first, last = _invert_batch(run, xb, yb, ctx)
+                bn_start += first * yb.numel() / n
+                bn_end += last * yb.numel() / n
+                outs.append((x, correct))
+        finally:
+            bn.remove()
     x = torch.cat([o[0] for o in outs]) if outs else torch.empty(shape)
     seconds = time.perf_counter() - t0
     return InversionResult(

@@ -22,7 +22,7 @@ from fedcore.sampling import Rounds, Sampling
 from fedcore.training import evaluate
 from server_app.checkpoint import load_checkpoint, save_checkpoint
 from server_app.data import ServerData, server_data
-from server_app.rounds import RoundOutcome, run_rounds
+from server_app.rounds import RoundOutcome, run_flower_rounds
 from server_app.secure import run_secure_rounds
 from strategies import AlgorithmStrategy, TrainResult
 
@@ -99,7 +99,7 @@ def main(grid: Grid, context: Context) -> None:
         final = run_secure_rounds(grid, context, cfg, strategy, initial, data.largest, on_round)
     else:
         config = ConfigRecord({SEED: cfg.seed, **data.message})
-        final = run_rounds(grid, strategy, initial, last, config, cfg.server.round_timeout,
+        final = run_flower_rounds(grid, strategy, initial, last, config, cfg.server.round_timeout,
                            on_round, start_round=start_round)  # fmt: skip
     total = time.perf_counter() - t0
     if last < cfg.rounds:

@@ -8,7 +8,7 @@ chooses: :func:`discover_federation` asks every connected SuperNode which partit
 the same at 10 or 10,000 nodes).
 Either way the number of clients is typed once, in the federation (``num-supernodes`` /
 each node's ``num-partitions``). Flower's ``Strategy.start`` always
-begins at round 1; :func:`run_rounds` takes a start round so a run can resume, and hands
+begins at round 1; :func:`run_flower_rounds` takes a start round so a run can resume, and hands
 every round's results to one callback as values.
 """
 
@@ -146,7 +146,7 @@ def partition_map(grid: Grid, server: ServerConfig) -> tuple[dict[int, int], boo
     return discover_federation(grid, server.connect_timeout), False
 
 
-def run_rounds(
+def run_flower_rounds(
     grid: Grid,
     strategy: AlgorithmStrategy,
     arrays: ArrayRecord,

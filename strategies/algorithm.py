@@ -50,6 +50,7 @@ from fedcore.protocol import (
 )
 from fedcore.round import aggregate, outgoing
 from fedcore.sampling import EVALUATE, TRAIN, Rounds, sample_partitions
+from fedcore.types import StateDict
 
 
 class FederationError(RuntimeError):
@@ -120,7 +121,7 @@ class AlgorithmStrategy(FedAvg):
         self.max_examples = max_examples
         self.assigned = assigned
         self.static = assigned if static is None else static
-        self.global_state: dict[str, torch.Tensor] = {}
+        self.global_state: StateDict = {}
         self.required = 1
 
     def sample(self, grid: Grid, server_round: int, purpose: int) -> dict[int, int]:

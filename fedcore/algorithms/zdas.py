@@ -208,7 +208,7 @@ def replay(
     return px[idx], py[idx]
 
 
-def _bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+def _bn_buffers(model: nn.Module) -> StateDict:
     return {
         k: v.clone()
         for k, v in model.state_dict().items()
