@@ -11,7 +11,7 @@ import torch
 from fedcore.algorithms import resolve
 from fedcore.algorithms.base import Received
 from fedcore.algorithms.zdas import Inverted
-from fedcore.algorithms.zdas_screen import robust_z, screen
+from fedcore.algorithms.zdas_screen import peer_agreement, robust_z, screen
 from fedcore.config import ConfigError, load_config
 from fedcore.federation import build_federation
 from fedcore.models import build_model
@@ -115,3 +115,17 @@ def test_inverted_without_drops_a_sources_samples_and_teacher():
     assert kept.sources.tolist() == [7, 7, 9, 9] and kept.y.tolist() == [0, 1, 4, 5]
     assert kept.teachers == [teachers[0], teachers[2]]
     assert np.array_equal(kept.x.numpy(), x[[0, 1, 4, 5]].numpy())
+
+
+def test_peers_holding_a_class_disown_a_liars_samples():
+    classes, honest = 4, torch.nn.Identity()  # an honest model: logits = the one-hot input
+    y = torch.arange(classes).repeat(2)
+    eye = torch.eye(classes)
+    x = torch.cat([eye[y], eye[y], eye[y], eye[classes - 1 - y]])  # source 9 lies
+    sources = torch.tensor([1] * 8 + [2] * 8 + [5] * 8 + [9] * 8)
+    counts = [np.ones(classes)] * 4
+    agreed = peer_agreement([honest] * 4, counts, x, y.repeat(4), sources, "cpu")
+    assert agreed == {1: 1.0, 2: 1.0, 5: 1.0, 9: 0.0}
+    assert peer_agreement([honest] * 4, [None] * 4, x, y.repeat(4), sources, "cpu") is None
+    alone = [np.eye(classes)[k] for k in range(4)]  # nobody else holds a source's class
+    assert set(peer_agreement([honest] * 4, alone, x, y.repeat(4), sources, "cpu")) == {1, 2, 5, 9}

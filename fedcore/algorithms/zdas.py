@@ -35,7 +35,7 @@ from fedcore.algorithms.base import (
     batchnorm_problems,
     inversion_side_problems,
 )
-from fedcore.algorithms.zdas_screen import agreement, screen
+from fedcore.algorithms.zdas_screen import agreement, peer_agreement, screen
 from fedcore.data import ArrayDataset, DataSpec
 from fedcore.losses import Objective, sgd_train
 from fedcore.protocol import LABEL_COUNTS, SHARE_LABEL_COUNTS, number
@@ -355,7 +355,9 @@ def zdas_round(
     metrics = inv.metrics | {"zdas-average-acc": known, "zdas-gated": float(gated)}
     left_out: list[int] = []
     if cfg.screen > 0:
-        agreed = agreement(student, inv.x, inv.y, inv.sources, device)
+        counts = [c[2] for c in clients]
+        agreed = peer_agreement(inv.teachers, counts, inv.x, inv.y, inv.sources, device)
+        agreed = agreed or agreement(student, inv.x, inv.y, inv.sources, device)
         left_out = screen(inv.bn_losses, agreed, cfg.screen)
         inv, metrics["zdas-screened"] = inv.without(left_out), float(len(left_out))
         clients = [c for c in clients if c[0] not in left_out]

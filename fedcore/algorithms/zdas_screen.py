@@ -6,15 +6,18 @@ Two signals per client model, each compared with the round's other models by a r
 z-score (distance from the median in units of 1.4826 x the median absolute deviation):
 the BatchNorm-statistics loss its inversion ends at (a model whose weights no longer fit
 its running statistics, e.g. sign-flipped or noised, cannot be inverted into samples that
-match them: high), and the share of its samples that the aggregate labels as their target
-class (a model trained on permuted labels makes samples the aggregate calls something
-else: low). A model more than ``threshold`` deviations out on either side is left out.
+match them: high), and how often the other client models that hold a sample's class (by
+their shared label counts) label it as that class, or without counts the share the
+aggregate labels so (a model trained on permuted labels, or a reversed one, makes samples
+its peers call something else: low). A model more than ``threshold`` deviations out on
+either side is left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,6 +47,45 @@ def agreement(
         hits = torch.cat([model(xb.to(device)).argmax(1).cpu() for xb in x.split(512)]) == y
     model.train(was)
     return {int(s): float(hits[sources == s].float().mean()) for s in sources.unique()}
+
+
+def peer_agreement(
+    teachers: Sequence[nn.Module],
+    counts: Sequence[np.ndarray | None],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sources: torch.Tensor,
+    device: torch.device | str,
+) -> dict[int, float] | None:
+    """Per source: how often the *other* client models that hold a sample's class label it
+    as that class (mean over its samples that have such a peer; a source none of whose
+    classes another model holds gets the round's median). None without label counts."""
+    known = [c for c in counts if c is not None]
+    if len(known) < len(counts):
+        return None
+    holds = torch.tensor(np.stack(known) > 0)  # (models, classes)
+    ids = [int(s) for s in sources.unique_consecutive()]  # one per teacher, in order
+    with torch.no_grad():
+        votes = torch.stack([_labels(t, x, device) == y for t in teachers])  # (models, N)
+    out: dict[int, float] = {}
+    for k, src in enumerate(ids):
+        mine = sources == src
+        peers = holds[:, y[mine]].clone()  # (models, its samples): who holds each one's class
+        peers[k] = False
+        covered = peers.any(0)
+        if covered.any():
+            hits = (votes[:, mine] & peers).sum(0)[covered].float()
+            out[src] = float((hits / peers.sum(0)[covered]).mean())
+    fill = float(np.median(list(out.values()))) if out else 1.0
+    return {src: out.get(src, fill) for src in ids}
+
+
+def _labels(model: nn.Module, x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    was = model.training
+    model.eval()
+    labels = torch.cat([model(xb.to(device)).argmax(1).cpu() for xb in x.split(512)])
+    model.train(was)
+    return labels
 
 
 def screen(
