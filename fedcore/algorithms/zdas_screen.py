@@ -41,11 +41,8 @@ def agreement(
     device: torch.device | str,
 ) -> dict[int, float]:
     """Per source: the share of its samples ``model`` labels as their target class."""
-    was = model.training
-    model.eval()
     with torch.no_grad():
-        hits = torch.cat([model(xb.to(device)).argmax(1).cpu() for xb in x.split(512)]) == y
-    model.train(was)
+        hits = _labels(model, x, device) == y
     return {int(s): float(hits[sources == s].float().mean()) for s in sources.unique()}
 
 
@@ -81,6 +78,7 @@ def peer_agreement(
 
 
 def _labels(model: nn.Module, x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``model``'s label for every row of ``x`` (eval mode, 512 rows at a time)."""
     was = model.training
     model.eval()
     labels = torch.cat([model(xb.to(device)).argmax(1).cpu() for xb in x.split(512)])
