@@ -6,20 +6,16 @@ Fashion-MNIST (60k/10k), 10 clients, every client every round, the BatchNorm CNN
 training on the union for the same number of sample-steps; seeds 1 and 2 for fedavg and
 zda on dir0.1 and c1. Cells are saved in ``benchmarks/results/cells/``.
 
-    .venv/bin/python -m benchmarks.fmnist10 [--algorithms fedavg,zda] [--partitions c1]
+    .venv/bin/python -m benchmarks.fmnist10 [--cell 'zda-c1-*,fedavg-c1-s0'] [--list]
     .venv/bin/python -m benchmarks.fmnist10 --report      # rebuild json/md/plots from cells
     .venv/bin/python -m benchmarks.fmnist10 --quick
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from benchmarks.matrix import main
-from benchmarks.matrix import run_federated as _run
-from benchmarks.yardstick import RESULTS, Target, Yardstick, mean_of
-
-__all__ = ["FMNIST10", "RESULTS", "run_federated"]
+from benchmarks.harness import CellSet, main
+from benchmarks.report import as_cellset
+from benchmarks.yardstick import Target, Yardstick, mean_of
 
 
 def targets(rows: list[dict], speed: dict | None) -> list[Target]:
@@ -75,12 +71,9 @@ FMNIST10 = Yardstick(
 )
 
 
-def run_federated(
-    algorithm: str, partition: str, seed: int, rounds: int, quick: bool, workdir: Path
-) -> dict:
-    """One FMNIST-10 cell (for benchmarks that time FMNIST-10 rounds)."""
-    return _run(FMNIST10, algorithm, partition, seed, rounds, quick, workdir)
+def cellset() -> CellSet:
+    return as_cellset(FMNIST10)
 
 
 if __name__ == "__main__":
-    main(FMNIST10, __doc__)
+    raise SystemExit(main(cellset(), __doc__ or ""))

@@ -8,7 +8,7 @@ FedAvg round's sample-steps); seeds 0, 1, 2 for fedavg and zda, seed 0 for the r
 Federated evaluation samples 10 clients every 5 rounds and every client in the last round.
 Cells are saved in ``benchmarks/results/cells100/``.
 
-    .venv/bin/python -m benchmarks.fmnist100 [--algorithms fedavg,zda] [--partitions c2]
+    .venv/bin/python -m benchmarks.fmnist100 [--cell 'zda-c2-*'] [--list]
     .venv/bin/python -m benchmarks.fmnist100 --report
 """
 
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.matrix import main
+from benchmarks.harness import CellSet, main
+from benchmarks.report import as_cellset
 from benchmarks.yardstick import Target, Yardstick, mean_of
 
 
@@ -98,5 +99,10 @@ FMNIST100 = Yardstick(
     central_epochs=5,
 )
 
+
+def cellset() -> CellSet:
+    return as_cellset(FMNIST100)
+
+
 if __name__ == "__main__":
-    main(FMNIST100, __doc__)
+    raise SystemExit(main(cellset(), __doc__ or ""))

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.matrix import code_version
-from benchmarks.yardstick import ROOT
+from benchmarks.harness import ROOT, code_version
 from fedcore import reproducible
 from fedcore.federation import build_federation
 from fedcore.provenance import platform_info

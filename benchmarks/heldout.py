@@ -18,14 +18,13 @@ once in ``benchmarks/results/heldout/`` and skipped on the next start:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from benchmarks import cellset
 from benchmarks.fmnist100 import FMNIST100
-from benchmarks.matrix import code_version
-from benchmarks.paired_core import core_run
+from benchmarks.harness import Cell, CellSet, main
 from benchmarks.report import mean_std
-from benchmarks.yardstick import RESULTS
 
 ROUNDS, LAST, SEEDS = 50, 10, (3, 4, 5)
 SETTINGS = {
@@ -40,34 +39,31 @@ PARTITIONS = {
     "c2": ("fedlc", "scaffold", "fedlc+scaffold", "zdas+scaffold", "zdas+scaffold+fedlc"),
     "dir0.1": ("fedlc", "fedlc+scaffold", "zdas+scaffold+fedlc"),
 }
-OUT = RESULTS / "heldout"
 
 
-def cells() -> list[tuple[str, str, int]]:
-    """(method, partition, seed): #C=2 first, then seed, then method (a seed's paired set
-    completes before the next seed starts)."""
-    return [(m, p, s) for p, ms in PARTITIONS.items() for s in SEEDS for m in ms]
-
-
-def name(method: str, partition: str, seed: int) -> str:
-    return f"{method}-{partition}-s{seed}"
-
-
-def keys(method: str, partition: str, seed: int) -> str:
-    return f"{FMNIST100.overrides(method, partition, seed, ROUNDS)} {SETTINGS[method]}"
-
-
-def run(method: str, partition: str, seed: int) -> dict:
+def cell(method: str, partition: str, seed: int) -> Cell:
+    keys = f"{FMNIST100.overrides(method, partition, seed, ROUNDS)} {SETTINGS[method]}"
     row = {"algorithm": method, "partition": partition, "seed": seed, "rounds": ROUNDS,
-           "setting": SETTINGS[method], "code": code_version()}  # fmt: skip
-    return row | core_run(keys(method, partition, seed), FMNIST100.clients)
+           "setting": SETTINGS[method]}  # fmt: skip
+    return Cell(keys, FMNIST100.clients, row)
+
+
+def cellset() -> CellSet:
+    """#C=2 first, then seed, then method (a seed's paired set completes before the next)."""
+    order = [(m, p, s) for p, ms in PARTITIONS.items() for s in SEEDS for m in ms]
+    return CellSet("heldout", {f"{m}-{p}-s{s}": cell(m, p, s) for m, p, s in order},
+                   report, reproducible=True)  # fmt: skip
 
 
 def last10(row: dict) -> float:
     return float(np.mean(row["accuracy_per_round"][-LAST:]))
 
 
-def report(rows: list[dict]) -> str:
+def report(rows: list[dict], results: Path, public: bool) -> None:
+    (results / "heldout.md").write_text(markdown(rows))
+
+
+def markdown(rows: list[dict]) -> str:
     """Per partition: every method's last-10 accuracy, client std and worst-10 % per seed,
     and its paired difference to the best inversion-free method of that partition."""
     lines = [f"# Held-out seeds (FMNIST-100, {ROUNDS} rounds, seeds {SEEDS})", "",
@@ -109,10 +105,5 @@ def report(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    return cellset.main(__doc__ or "", cells(), name, run, OUT, report,
-                        RESULTS / "heldout.md")  # fmt: skip
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(cellset(), __doc__ or ""))

@@ -4,35 +4,29 @@ round for every method, so differences are paired by seed).
 
 Each method runs at its pick from ``benchmarks/results/tuning/`` (the best mean accuracy of
 the last 10 rounds; read at run time, recorded in every cell). The federation is the
-FMNIST-100 yardstick's. Cells are saved in ``benchmarks/results/paired/`` and skipped on the
-next start; a cell of an earlier pick is rerun and left out of the report. A FedAvg or ZDA
-cell of the FMNIST-100 yardstick (``cells100/``) is taken over when the pick is that
-method's default (the same run-config): it says so in ``reused_from``.
+FMNIST-100 yardstick's. Cells are saved in ``benchmarks/results/paired/``; a cell of an
+earlier pick is stale: rerun and left out of the report. (Early FedAvg and ZDA cells were
+taken over from the FMNIST-100 yardstick's, the same run config: ``reused_from``.)
 
-    .venv/bin/python -m benchmarks.paired [--cell fedlc-dir0.1-s0] [--list]
-    .venv/bin/python -m benchmarks.paired --timing fedavg,fedlc,zda+fedlc  # back to back
-    .venv/bin/python -m benchmarks.paired --report
+    .venv/bin/python -m benchmarks.paired [--cell fedlc-dir0.1-s0] [--list] [--report]
 
 Wall time to accuracy is a cell's rounds to the best baseline's accuracy times the method's
-seconds per round from ``--timing``: the methods run one after the other in one invocation
-(Dirichlet 0.1, seed 0, 10 rounds each, cold rounds included), so that their times compare.
+seconds per round from ``benchmarks.studies.paired_timing``: the methods run one after the
+other in one invocation (Dirichlet 0.1, seed 0, 10 rounds each, cold rounds included), so
+that their times compare.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 
 from benchmarks.fmnist100 import FMNIST100
-from benchmarks.matrix import code_version, run_federated
+from benchmarks.harness import RESULTS, Cell, CellSet, flower_cell, main
 from benchmarks.report import mean_std, rounds_to_reach
-from benchmarks.tuning import OUT as TUNING
-from benchmarks.tuning import knob_setting
-from benchmarks.yardstick import RESULTS
-from fedcore.config import ConfigError, load_config
+from benchmarks.tuning import setting
 
 ROUNDS, LAST = 50, 10
 PARTITIONS, SEEDS = ("dir0.1", "c2"), (0, 1, 2)
@@ -41,95 +35,25 @@ METHODS = (*BASELINES, "zdas", "zda", "zdas+fedlc", "zdas+scaffold")
 # the compositions the targets are read for: zdas+fedlc (level with zda+fedlc in its trial,
 # and cheaper) and zdas+scaffold (ahead of it in a #C=2 trial); levers.md
 CANDIDATES = ("zdas+fedlc", "zdas+scaffold")
-OUT = RESULTS / "paired"
 TIMING = RESULTS / "paired_timing.json"
-REUSE = RESULTS / FMNIST100.cell_dir
-FMNIST100_METHODS = ("fedavg", "zdas", "zda")  # the yardstick's cells that may be taken over
-
-
-def picks() -> dict[str, tuple[str, float]]:
-    """Each tuned method's (knob, value) with the best last-10 accuracy in the tuning cells."""
-    best: dict[str, dict] = {}
-    for p in sorted(TUNING.glob("*.json")):
-        r = json.loads(p.read_text())
-        if r["algorithm"] not in best or r["last10"] > best[r["algorithm"]]["last10"]:
-            best[r["algorithm"]] = r
-    return {m: (r["knob"], float(r["value"])) for m, r in best.items()}
-
-
-def setting(method: str) -> str:
-    """The run-config overrides of a method's pick, its fixed settings first ('' for a
-    method that was not tuned)."""
-    pick = picks().get(method)
-    return knob_setting(method, *pick) if pick else ""
-
-
-def is_default(override: str) -> bool:
-    """Whether ``key=value`` sets what the default experiment already has."""
-    return not override or load_config() == load_config(None, override)
-
-
-def is_current(row: dict) -> bool:
-    """Whether a saved cell ran its method's current pick: the same run-config in the cell's
-    own federation, however the overrides were spelt (a setting that no longer parses is
-    not current); a cell from an earlier pick is rerun and left out."""
-    now, then = setting(row["algorithm"]), row.get("setting", "")
-    if then == now:
-        return True
-    base = FMNIST100.overrides(row["algorithm"], row["partition"], row["seed"], ROUNDS)
-    try:
-        return load_config(None, f"{base} {then}") == load_config(None, f"{base} {now}")
-    except ConfigError:
-        return False
 
 
 def cell_name(method: str, partition: str, seed: int) -> str:
     return f"{method}-{partition}-s{seed}"
 
 
-def cells() -> list[tuple[str, str, int]]:
+def cell(method: str, partition: str, seed: int) -> Cell:
+    """A method at its tuned pick on the yardstick's federation, through `flwr run .`."""
+    pick = setting(method)
+    keys = f"{FMNIST100.overrides(method, partition, seed, ROUNDS)} {pick}"
+    row = {"algorithm": method, "partition": partition, "seed": seed, "setting": pick}
+    return Cell(keys, FMNIST100.clients, row, flower_cell)
+
+
+def cellset() -> CellSet:
     """Every (method, partition, seed), partition-major, then seed, then method."""
-    return [(m, p, s) for p in PARTITIONS for s in SEEDS for m in METHODS]
-
-
-def yard_for(method: str):
-    """The FMNIST-100 yardstick with ``method``'s tuned pick added to its settings."""
-    extra = f"{FMNIST100.method_overrides} {setting(method)}".strip()
-    return dataclasses.replace(FMNIST100, method_overrides=extra)
-
-
-def timing(methods: list[str], rounds: int) -> dict:
-    """Seconds per round of ``methods`` run back to back on Dirichlet 0.1, seed 0."""
-    out: dict = {"partition": "dir0.1", "seed": 0, "rounds": rounds, "methods": {}}
-    for m in methods:
-        work = RESULTS / "work" / "paired" / f"timing-{m}"
-        work.mkdir(parents=True, exist_ok=True)
-        row = run_federated(yard_for(m), m, "dir0.1", 0, rounds, False, work)
-        out["methods"][m] = {
-            "setting": setting(m),
-            "seconds_per_round": row["seconds_per_round"],
-            "round_seconds": row["round_seconds"],
-        }
-        print(f"timing {m}: {row['seconds_per_round']:.2f} s/round", flush=True)
-    out["code"] = code_version()
-    return out
-
-
-def run(method: str, partition: str, seed: int) -> dict:
-    """One cell: reused from the yardstick when its run-config is the same, else run."""
-    override = setting(method)
-    old = REUSE / f"{cell_name(method, partition, seed)}.json"
-    if method in FMNIST100_METHODS and old.is_file() and is_default(override):
-        row = json.loads(old.read_text())
-        row["reused_from"] = str(old.relative_to(RESULTS))
-    else:
-        work = RESULTS / "work" / "paired" / cell_name(method, partition, seed)
-        work.mkdir(parents=True, exist_ok=True)
-        row = run_federated(yard_for(method), method, partition, seed, ROUNDS, False, work)
-        row["code"] = code_version()
-    row["setting"] = override
-    row["command"] = FMNIST100.overrides(method, partition, seed, ROUNDS) + f" {override}"
-    return row
+    order = [(m, p, s) for p in PARTITIONS for s in SEEDS for m in METHODS]
+    return CellSet("paired", {cell_name(*c): cell(*c) for c in order}, report)
 
 
 def summary(rows: list[dict], times: dict | None = None) -> dict:
@@ -239,7 +163,7 @@ def markdown(summ: dict, times: dict | None = None) -> str:
         "first round reaching the best baseline's last-10 accuracy of that seed (– never).",
         "Seconds: rounds × the method's s/round from the back-to-back timing run (below);",
         "s/round: the cells' own (other work may have overlapped some cells). Core loop: a",
-        "cell run by `benchmarks.paired_core` (no Flower; its device in the cell's JSON).",
+        "cell run by `benchmarks.pool` (no Flower; its device in the cell's JSON).",
         "Platform: the kind of machine each cell ran on (fedcore.provenance); `unrecorded`:",
         "a cell from before results recorded it, on one of several CPU types whose float",
         "results differ, so digits compare only within one platform kind.",
@@ -282,45 +206,13 @@ def markdown(summ: dict, times: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cell", default="", help="one cell by name, e.g. fedlc-dir0.1-s0")
-    ap.add_argument("--list", action="store_true", help="print the cells' names and stop")
-    ap.add_argument("--report", action="store_true", help="only rebuild the report")
-    ap.add_argument("--timing", default="", help="time these methods back to back, e.g. "
-                    "fedavg,fedlc,zda+fedlc (writes paired_timing.json)")  # fmt: skip
-    ap.add_argument("--timing-rounds", type=int, default=10)
-    a = ap.parse_args()
-    if a.timing:
-        TIMING.write_text(json.dumps(timing(a.timing.split(","), a.timing_rounds), indent=2))
-    todo = [] if a.timing else [c for c in cells() if not a.cell or cell_name(*c) == a.cell]
-    if a.cell and not todo:
-        ap.error(f"no cell {a.cell!r}; see --list")
-    if a.list:
-        print("\n".join(cell_name(*c) for c in todo))
-        return
-    OUT.mkdir(parents=True, exist_ok=True)
-    if not a.report:
-        for c in todo:
-            path = OUT / f"{cell_name(*c)}.json"
-            if path.is_file() and is_current(json.loads(path.read_text())):
-                print(f"skip {path.name} (done)")
-                continue
-            print(f"run  {path.stem} ...", flush=True)
-            path.write_text(json.dumps(run(*c), indent=2))  # saved at once: resumable
-    saved = {
-        cell_name(*c): json.loads(p.read_text())
-        for c in cells()
-        if (p := OUT / f"{cell_name(*c)}.json").is_file()
-    }
-    if stale := [name for name, r in saved.items() if not is_current(r)]:
-        print(f"left out (run at an earlier pick): {', '.join(stale)}")
-    rows = [r for name, r in saved.items() if name not in stale]
+def report(rows: list[dict], results: Path, public: bool) -> None:
+    """paired.json and paired.md from the current cells and the timing study's file."""
     times = json.loads(TIMING.read_text()) if TIMING.is_file() else None
     summ = summary(rows, times)
-    (RESULTS / "paired.json").write_text(json.dumps(summ | {"timing": times}, indent=2))
-    (RESULTS / "paired.md").write_text(markdown(summ, times))
+    (results / "paired.json").write_text(json.dumps(summ | {"timing": times}, indent=2))
+    (results / "paired.md").write_text(markdown(summ, times))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main(cellset(), __doc__ or ""))

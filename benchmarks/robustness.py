@@ -22,14 +22,13 @@ once in ``benchmarks/results/robustness/``:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from benchmarks import cellset
 from benchmarks.fmnist100 import FMNIST100
+from benchmarks.harness import Cell, CellSet, core_run, main
 from benchmarks.heldout import SETTINGS, last10
-from benchmarks.matrix import code_version
-from benchmarks.paired_core import core_run
-from benchmarks.yardstick import RESULTS
 
 ROUNDS, SEED, SHARE = 30, 0, 0.2
 METHODS = ("fedavg", "fedlc", "zdas+scaffold")
@@ -39,7 +38,6 @@ ROBUST = {  # method -> its robust composition's extra name and keys
     "zdas+scaffold": ("+trimmedmean", "trimmedmean.trim=0.2"),
 }
 ATTACKS = ("none", "sign_flip", "label_flip", "inflate_count")
-OUT = RESULTS / "robustness"
 
 
 HEADLINE = [("zdas+scaffold", True, a) for a in ATTACKS[:3]] + [
@@ -66,10 +64,16 @@ def keys(method: str, robust: bool, attack: str) -> str:
     return f"{base} {setting} {robust_keys if robust else ''} {lie}"
 
 
-def run(method: str, robust: bool, attack: str) -> dict:
-    row = {"method": method, "robust": robust, "attack": attack, "seed": SEED,
-           "rounds": ROUNDS, "code": code_version()}  # fmt: skip
-    return row | core_run(keys(method, robust, attack), FMNIST100.clients)
+def cellset() -> CellSet:
+    cells_ = {
+        name(m, rob, a): Cell(
+            keys(m, rob, a),
+            FMNIST100.clients,
+            {"method": m, "robust": rob, "attack": a, "seed": SEED, "rounds": ROUNDS},
+        )
+        for m, rob, a in cells()
+    }
+    return CellSet("robustness", cells_, report, reproducible=True)
 
 
 def trial(attack: str, rounds: int) -> dict:
@@ -91,7 +95,11 @@ def detection(row: dict) -> tuple[float, float] | None:
     return (float(np.mean(hit)) if hit else float("nan"), float(np.mean(false)))
 
 
-def report(rows: list[dict]) -> str:
+def report(rows: list[dict], results: Path, public: bool) -> None:
+    (results / "robustness.md").write_text(markdown(rows))
+
+
+def markdown(rows: list[dict]) -> str:
     """One line per cell: last-10 accuracy, its change against the clean run of the same
     method and composition, client spread, s/round and the screen's rates."""
     by = {(r["method"], r["robust"], r["attack"]): r for r in rows}
@@ -118,6 +126,4 @@ def report(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(
-        cellset.main(__doc__ or "", cells(), name, run, OUT, report, RESULTS / "robustness.md")
-    )
+    raise SystemExit(main(cellset(), __doc__ or ""))

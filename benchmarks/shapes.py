@@ -18,13 +18,13 @@ saved at once in ``benchmarks/results/shapes/``:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from benchmarks import cellset
+from benchmarks.harness import Cell, CellSet, main
 from benchmarks.heldout import SETTINGS, last10
-from benchmarks.matrix import code_version
-from benchmarks.paired_core import core_run
-from benchmarks.yardstick import PARTITIONS, RESULTS
+from benchmarks.yardstick import PARTITIONS
 
 METHOD_KEYS = ("zdas.share_label_counts=true zdas.samples_per_client=50 "
                "zdas.inversion.warm_steps=2 zdas.replay_per_class=64")  # fmt: skip
@@ -38,27 +38,31 @@ SHAPES = {  # name -> (clients, rounds, run-config keys of the shape)
 }  # fmt: skip
 PAIRS = (("fedlc", "zdas+fedlc"), ("scaffold", "zdas+scaffold"))
 SEEDS = (0, 1, 2)
-OUT = RESULTS / "shapes"
 # zdas+fedlc at zdas+fedlc's own tuned tau (8); the others as on the held-out seeds
 SETTING = {**SETTINGS, "zdas+fedlc": "fedlc.tau=8"}
 
 
-def cells() -> list[tuple[str, str, int]]:
-    """(shape, method, seed): shape by shape, seed by seed, each pair together."""
-    return [(sh, m, s) for sh in SHAPES for s in SEEDS for pair in PAIRS for m in pair]
-
-
-def name(shape: str, method: str, seed: int) -> str:
-    return f"{shape}-{method}-c2-s{seed}"
-
-
-def keys(shape: str, method: str, seed: int) -> str:
-    _, rounds, federation = SHAPES[shape]
-    return (f"algorithm={method} seed={seed} rounds={rounds} {PARTITIONS['c2']} {federation} "
+def cell(shape: str, method: str, seed: int) -> Cell:
+    clients, rounds, federation = SHAPES[shape]
+    keys = (f"algorithm={method} seed={seed} rounds={rounds} {PARTITIONS['c2']} {federation} "
             f"{METHOD_KEYS} {SETTING[method]} name=shape-{shape}-c2")  # fmt: skip
+    row = {"shape": shape, "algorithm": method, "partition": "c2", "seed": seed,
+           "setting": SETTING[method]}  # fmt: skip
+    return Cell(keys, clients, row)
 
 
-def report(rows: list[dict]) -> str:
+def cellset() -> CellSet:
+    """Shape by shape, seed by seed, each pair together."""
+    order = [(sh, m, s) for sh in SHAPES for s in SEEDS for pair in PAIRS for m in pair]
+    return CellSet("shapes", {f"{sh}-{m}-c2-s{s}": cell(sh, m, s) for sh, m, s in order},
+                   report, reproducible=True)  # fmt: skip
+
+
+def report(rows: list[dict], results: Path, public: bool) -> None:
+    (results / "shapes.md").write_text(markdown(rows))
+
+
+def markdown(rows: list[dict]) -> str:
     """Per shape and pair: zdas+X minus X per seed (last 10, worst-10 %), and the verdict."""
     lines = ["# Other shapes (#C=2, seeds 0-2; `benchmarks/shapes.py`)", "",
              "Δ: zdas+X minus X, paired by seed. Target: no Δ below 0.", "",
@@ -86,16 +90,5 @@ def report(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(shape: str, method: str, seed: int) -> dict:
-    row = {"shape": shape, "algorithm": method, "partition": "c2", "seed": seed,
-           "setting": SETTING[method], "code": code_version()}  # fmt: skip
-    return row | core_run(keys(shape, method, seed), SHAPES[shape][0])
-
-
-def main() -> int:
-    return cellset.main(__doc__ or "", cells(), name, run, OUT, report,
-                        RESULTS / "shapes.md")  # fmt: skip
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(cellset(), __doc__ or ""))

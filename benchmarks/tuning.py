@@ -2,31 +2,28 @@
 Dirichlet 0.1, seed 0, 25 rounds, picked by the mean global accuracy of the last 10 rounds.
 
 The federation is the FMNIST-100 yardstick's (100 clients, 10 sampled per round, 5 local
-epochs); each trial is one cell through `flwr run .`, saved at once in
-``benchmarks/results/tuning/`` and skipped on the next start. The table
-(``benchmarks/results/tuning.md``) lists every trial with its command and marks the pick.
+epochs); each trial is one cell through `flwr run .`, saved in
+``benchmarks/results/tuning/``. The table (``benchmarks/results/tuning.md``) lists every
+trial with its command and marks the pick.
 
-    .venv/bin/python -m benchmarks.tuning [--only fedavg,scaffold]   # run the missing trials
-    .venv/bin/python -m benchmarks.tuning --cell fedavg-train.lr=0.01   # one trial
+    .venv/bin/python -m benchmarks.tuning [--cell 'fedavg-*,scaffold-train.lr=0.001']
     .venv/bin/python -m benchmarks.tuning --report                   # only the table
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 
 from benchmarks.fmnist100 import FMNIST100
-from benchmarks.matrix import code_version, run_federated
-from benchmarks.yardstick import RESULTS
+from benchmarks.harness import RESULTS, Cell, CellSet, flower_cell, main
 
 ROUNDS, PARTITION, SEED, LAST = 25, "dir0.1", 0, 10
 OUT = RESULTS / "tuning"
 # method -> (the knob's key, its grid); the other settings are the yardstick's and FIXED's
-# (a trial is skipped by name: rerun a method's trials by hand when FIXED changes)
+# (a trial whose run config changes is stale: the harness reruns it)
 GRID: dict[str, tuple[str, tuple[float, ...]]] = {
     "fedavg": ("train.lr", (0.003, 0.01, 0.03)),
     "scaffold": ("train.lr", (0.001, 0.003, 0.01, 0.03)),  # 0.001: 0.003 was the edge
@@ -49,9 +46,9 @@ GRID: dict[str, tuple[str, tuple[float, ...]]] = {
 FIXED: dict[str, str] = {"zdas+scaffold": "train.lr=0.003"}
 
 
-def trials(only: list[str] | None = None) -> list[tuple[str, str, float]]:
+def trials() -> list[tuple[str, str, float]]:
     """Every (method, key, value) of the grid, in order."""
-    return [(m, k, v) for m, (k, vs) in GRID.items() if not only or m in only for v in vs]
+    return [(m, k, v) for m, (k, vs) in GRID.items() for v in vs]
 
 
 def cell_name(method: str, key: str, value: float) -> str:
@@ -63,34 +60,43 @@ def knob_setting(method: str, key: str, value: float) -> str:
     return f"{FIXED.get(method, '')} {key}={value:g}".strip()
 
 
-def command(method: str, key: str, value: float) -> str:
-    """The run-config of one trial, as `scripts/run.sh` would take it."""
-    return (
+def cell(method: str, key: str, value: float) -> Cell:
+    """One trial: the yardstick's settings with the knob set, through `flwr run .`."""
+    keys = (
         FMNIST100.overrides(method, PARTITION, SEED, ROUNDS)
         + f" {knob_setting(method, key, value)}"
     )
+    row = {"algorithm": method, "partition": PARTITION, "seed": SEED, "knob": key, "value": value}
+    return Cell(keys, FMNIST100.clients, row, flower_cell)
 
 
-def run(method: str, key: str, value: float) -> dict:
-    """One trial: the yardstick's settings with the knob set, through `flwr run .`."""
-    extra = knob_setting(method, key, value)
-    yard = dataclasses.replace(FMNIST100, method_overrides=f"{FMNIST100.method_overrides} {extra}")
-    work = RESULTS / "work" / "tuning" / cell_name(method, key, value)
-    work.mkdir(parents=True, exist_ok=True)
-    row = run_federated(yard, method, PARTITION, SEED, ROUNDS, False, work)
-    acc = row["accuracy_per_round"]
-    row |= {"knob": key, "value": value, "last10": float(np.mean(acc[-LAST:]))}
-    row["command"] = command(method, key, value)
-    row["code"] = code_version()
-    return row
+def last10(row: dict) -> float:
+    return float(np.mean(row["accuracy_per_round"][-LAST:]))
+
+
+def picks() -> dict[str, tuple[str, float]]:
+    """Each tuned method's (knob, value) with the best last-10 accuracy in the tuning cells."""
+    best: dict[str, dict] = {}
+    for p in sorted(OUT.glob("*.json")):
+        r = json.loads(p.read_text())
+        if r["algorithm"] not in best or last10(r) > last10(best[r["algorithm"]]):
+            best[r["algorithm"]] = r
+    return {m: (r["knob"], float(r["value"])) for m, r in best.items()}
+
+
+def setting(method: str) -> str:
+    """The run-config overrides of a method's pick, its fixed settings first ('' for a
+    method that was not tuned)."""
+    pick = picks().get(method)
+    return knob_setting(method, *pick) if pick else ""
 
 
 def table(rows: list[dict]) -> str:
     """The tuning table: every trial, the pick per method in bold."""
-    best = {}
+    best: dict[str, dict] = {}
     for r in rows:
         m = r["algorithm"]
-        if m not in best or r["last10"] > best[m]["last10"]:
+        if m not in best or last10(r) > last10(best[m]):
             best[m] = r
     lines = [
         f"# Tuning (FMNIST-100, {PARTITION}, seed {SEED}, {ROUNDS} rounds)",
@@ -107,7 +113,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         b = "**" if best[r["algorithm"]] is r else ""
         lines.append(
-            f"| {r['algorithm']} | {r['knob']} | {b}{r['value']:g}{b} | {b}{r['last10']:.4f}{b} "
+            f"| {r['algorithm']} | {r['knob']} | {b}{r['value']:g}{b} | {b}{last10(r):.4f}{b} "
             f"| {r['final_accuracy']:.4f} | {r['client_acc_std']:.4f} "
             f"| {r['client_acc_worst10']:.4f} | {r['seconds_per_round']:.1f} |"
         )
@@ -117,37 +123,13 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="", help="methods to run, e.g. fedavg,scaffold")
-    ap.add_argument("--cell", default="", help="one trial by name, e.g. fedavg-train.lr=0.01")
-    ap.add_argument("--list", action="store_true", help="print the trials' names and stop")
-    ap.add_argument("--report", action="store_true", help="only rebuild the table")
-    a = ap.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    todo = trials(a.only.split(",") if a.only else None)
-    if a.cell:
-        todo = [t for t in todo if cell_name(*t) == a.cell]
-    if a.list:
-        print("\n".join(cell_name(*t) for t in todo))
-        return
-    if not a.report:
-        for m, k, v in todo:
-            path = OUT / f"{cell_name(m, k, v)}.json"
-            if path.is_file():
-                print(f"skip {path.name} (done)")
-                continue
-            print(f"run  {cell_name(m, k, v)} ...", flush=True)
-            row = run(m, k, v)
-            path.write_text(json.dumps(row, indent=2))
-            print(f"done {path.stem}: last10 {row['last10']:.4f}", flush=True)
-    rows = [
-        json.loads(p.read_text())
-        for m, k, v in trials()
-        if (p := OUT / f"{cell_name(m, k, v)}.json").is_file()
-    ]
-    (RESULTS / "tuning.md").write_text(table(rows))
+def report(rows: list[dict], results: Path, public: bool) -> None:
+    (results / "tuning.md").write_text(table(rows))
+
+
+def cellset() -> CellSet:
+    return CellSet("tuning", {cell_name(*t): cell(*t) for t in trials()}, report)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main(cellset(), __doc__ or ""))

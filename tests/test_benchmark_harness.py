@@ -54,18 +54,9 @@ def test_targets_say_met_or_by_how_much_missed():
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_quick_matrix_runs_resumes_and_reports(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.fmnist10",
-        "--quick",
-        "--results",
-        str(tmp_path),
-        "--algorithms",
-        "fedavg,zdas,centralized",
-        "--partitions",
-        "c1",
-    ]
+    cells = "fedavg-c1-s0,zdas-c1-s0,centralized-all-s0"
+    cmd = [sys.executable, "-m", "benchmarks.fmnist10", "--quick", "--results", str(tmp_path),
+           "--cell", cells]  # fmt: skip
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=500)
     assert first.returncode == 0, first.stdout + first.stderr
     assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == [
@@ -88,60 +79,80 @@ def test_quick_matrix_runs_resumes_and_reports(tmp_path):
     assert (tmp_path / "fmnist10_accuracy.png").is_file()
 
 
-def test_adopt_saves_only_full_cells_of_the_current_pick(tmp_path, monkeypatch):
-    import benchmarks.paired_core as core
-    from benchmarks.paired import ROUNDS, is_current, setting
+def _fake_set(tmp_path, ran: list):
+    from benchmarks.harness import Cell, CellSet
 
-    monkeypatch.setattr(core, "OUT", tmp_path)
-    pick = setting("fedlc")
-    row = {"algorithm": "fedlc", "partition": "c2", "seed": 1, "rounds": ROUNDS, "setting": pick}
-    row["data"] = "fashion-mnist"
-    rows = [
-        row | {"cell": "fedlc-c2-s1"},
-        row | {"cell": "fedlc-c2-s2", "seed": 2, "setting": "fedlc.tau=0.5"},  # an old pick
-        row | {"cell": "fedlc-dir0.1-s1", "partition": "dir0.1", "rounds": 2},  # too short
-        row | {"cell": "fedlc-dir0.1-s2", "partition": "dir0.1", "extra": "train.lr=0.1"},
-        row | {"cell": "fedlc-c2-s0", "seed": 0, "error": "RuntimeError: x"},
-        row | {"cell": "fedlc-dir0.1-s0", "partition": "dir0.1", "seed": 0, "data": "gpu/fmnist"},
-        row | {"cell": "fedlc-c2-s0", "seed": 0, "data": "gpu/full"},  # the full npz pair
-    ]
-    jsonl = tmp_path / "cells.jsonl"
-    jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert core.adopt(jsonl) == ["fedlc-c2-s1", "fedlc-c2-s0"]
-    assert core.adopt(jsonl) == []  # already there
-    assert json.loads((tmp_path / "fedlc-c2-s1.json").read_text())["seed"] == 1
-    assert json.loads((tmp_path / "fedlc-c2-s0.json").read_text())["data"] == "gpu/full"
-    # the same configuration spelt otherwise is current; another value, or a key that no
-    # longer exists, is not
-    assert is_current(row | {"setting": f"{pick} train.lr=0.01"})  # 0.01 is the default
-    assert not is_current(row | {"setting": "fedlc.tau=0.5"})
-    assert not is_current(row | {"setting": f"{pick} no.such_key=1"})
-    # a composition's fixed settings are part of its pick
-    scaffold = row | {"algorithm": "zdas+scaffold", "setting": setting("zdas+scaffold")}
-    assert is_current(scaffold)
-    assert not is_current(scaffold | {"setting": "train.lr=0.1"})
+    def runner(cell, work):
+        ran.append(cell.row["name"])
+        return {"final_accuracy": 0.5}
+
+    def report(rows, results, public):
+        (results / "report.md").write_text(f"{len(rows)} rows\n")
+
+    cells = {n: Cell(f"seed={s}", 4, {"name": n}, runner) for n, s in (("a", 0), ("b", 1))}
+    return CellSet("fake", cells, report, reproducible=True)
 
 
 def test_a_cell_set_runs_missing_cells_once_and_only_in_reproducible_mode(tmp_path, monkeypatch):
-    import sys
+    from benchmarks.harness import main
 
-    from benchmarks import cellset
-
-    ran = []
-
-    def run(method, seed):
-        ran.append((method, seed))
-        return {"algorithm": method, "seed": seed}
+    ran: list = []
+    cs = _fake_set(tmp_path, ran)
 
     def go(*argv):
-        monkeypatch.setattr(sys, "argv", ["x", *argv])
-        return cellset.main("doc", [("a", 0), ("b", 1)], lambda m, s: f"{m}-s{s}", run,
-                            tmp_path / "cells", lambda rows: f"{len(rows)} rows\n",
-                            tmp_path / "report.md")  # fmt: skip
+        return main(cs, "doc", [*argv, "--results", str(tmp_path)])
 
     monkeypatch.delenv("FEDZDA_REPRODUCIBLE", raising=False)
     assert go() == 2 and not ran  # refused: these numbers must reproduce elsewhere
     monkeypatch.setenv("FEDZDA_REPRODUCIBLE", "1")
-    assert go("--cell", "b-s1") == 0 and ran == [("b", 1)]
-    assert go() == 0 and ran == [("b", 1), ("a", 0)]  # b is skipped: saved already
+    assert go("--cell", "b") == 0 and ran == ["b"]
+    assert go() == 0 and ran == ["b", "a"]  # b is skipped: saved and current
     assert (tmp_path / "report.md").read_text() == "2 rows\n"
+
+
+def test_staleness_is_the_run_config_and_the_golden_numbers(tmp_path, monkeypatch):
+    import benchmarks.harness as h
+
+    golden = tmp_path / "demo.json"
+    numbers = {"rounds": [0.1], "client_accuracies": [0.2]}
+    golden.write_text(json.dumps({"methods": {"fedavg": numbers}}))
+    monkeypatch.setattr(h, "GOLDEN", golden)
+    cell = h.Cell("algorithm=fedlc fedlc.tau=16 seed=3", 100)
+    row = {"stamp": h.stamp(cell)}
+    assert h.status(cell, row) == "current" and h.status(cell, None) == "missing"
+    # another value, the same value spelt otherwise, a key that no longer parses
+    assert h.status(h.Cell("algorithm=fedlc fedlc.tau=8 seed=3", 100), row) == "stale"
+    assert h.status(h.Cell("seed=3 fedlc.tau=16.0 algorithm=fedlc", 100), row) == "current"
+    assert h.status(cell, {"command": "algorithm=fedlc fedlc.tau=16 seed=3 train.lr=0.01"}) == (
+        "current"  # before stamps: judged by the run config it recorded (lr 0.01: default)
+    )
+    assert h.status(cell, {"command": "algorithm=fedlc no.such_key=1"}) == "stale"
+    assert h.status(cell, {"final_accuracy": 0.8}) == "legacy"  # nothing recorded
+    golden.write_text(json.dumps({"methods": {"fedavg": numbers | {"rounds": [0.3]}}}))
+    assert h.status(cell, row) == "stale"  # the numbers moved: every cell reruns
+
+
+def test_adopt_saves_only_full_cells_of_the_current_config(tmp_path):
+    from benchmarks.harness import CellSet, stamp
+    from benchmarks.paired import cellset
+    from benchmarks.pool import adopt
+
+    real = cellset()
+    cs = CellSet("paired", real.cells, real.report)
+    (tmp_path / "paired").mkdir()
+    good = {"stamp": stamp(real.cells["fedlc-c2-s1"]), "data": "fashion-mnist", "extra": ""}
+    rows = [
+        good | {"cell": "fedlc-c2-s1"},
+        good | {"cell": "fedlc-c2-s2"},  # another cell's stamp: another run config
+        good | {"cell": "fedlc-c2-s1", "extra": "train.lr=0.1"},  # a lever trial
+        good | {"cell": "fedlc-c2-s1", "error": "RuntimeError: x"},
+        good | {"cell": "fedlc-c2-s1", "data": "gpu/fmnist"},  # a subset
+        good | {"cell": "no-such-cell"},
+    ]
+    jsonl = tmp_path / "cells.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert adopt(cs, jsonl, tmp_path) == ["fedlc-c2-s1"]
+    assert adopt(cs, jsonl, tmp_path) == []  # already there
+    assert (
+        json.loads((tmp_path / "paired" / "fedlc-c2-s1.json").read_text())["cell"] == "fedlc-c2-s1"
+    )

@@ -103,7 +103,7 @@ def test_fedavg_sites_deployment_gives_the_simulations_numbers(tmp_path, monkeyp
 def _core_numbers(keys: str, clients: int) -> tuple[list, list]:
     """Per-round global accuracy and the final client accuracies of ``keys`` through the
     core round loop, in a fresh process in reproducible mode."""
-    code = ("import json; from benchmarks.paired_core import core_run; "
+    code = ("import json; from benchmarks.harness import core_run; "
             f"r = core_run({keys!r}, {clients}); "
             "print(json.dumps([r['accuracy_per_round'], r['client_accuracies']]))")  # fmt: skip
     env = dict(os.environ, FEDZDA_REPRODUCIBLE="1")

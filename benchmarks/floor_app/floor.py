@@ -2,7 +2,7 @@
 sends an empty train message to a seeded sample of ``per-round`` nodes, then an empty
 evaluate message to another sample (the two round trips of a fedzda round), and each
 ClientApp answers at once. One line per round goes to ``out`` (JSON: round, round_seconds,
-replies), as fedzda's ``metrics.jsonl`` does, so that `benchmarks.scale` measures both the
+replies), as fedzda's ``metrics.jsonl`` does, so that `benchmarks.studies.scale` measures both the
 same way."""
 
 import json

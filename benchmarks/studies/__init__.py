@@ -8,7 +8,12 @@ Run one with ``.venv/bin/python -m benchmarks.studies.NAME`` (``--help`` for its
 - ``inversion_speed``: training vs inversion throughput; cold vs warm-started inversion.
 - ``leakage``: how close ZDAS's synthetic samples come to each client's real images.
 - ``reproducible``: reproducible mode's numbers under other kernel settings, and its cost.
+- ``paired_timing``: the paired comparison's methods back to back, seconds per round.
+- ``paths``: every algorithm path's numbers (and model hash), recorded before a refactor.
+- ``aggregation_cost``: what each robust rule adds to a round.
 - ``pools``: warm starts under client sampling, server-side banks vs per-client pools.
+- ``scale``: FedAvg and ZDA on 10 to 10,000 simulated clients: memory, seconds per round.
+- ``speed``: training vs inversion throughput, FedAvg vs ZDA rounds, distillation quality.
 - ``sample_quality``: inversion settings judged by a student trained on their samples.
 - ``secagg``: ZDAC's seconds per round with and without SecAgg+.
 - ``torch_builds``: ``inversion_speed``'s throughput under two torch builds, side by side.

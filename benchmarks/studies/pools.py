@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from benchmarks.fmnist10 import RESULTS
-from benchmarks.scale import run_one
+from benchmarks.studies.scale import run_one
 
 SETTINGS = {"banks": "", "client_pools": "zdac.bank=per-client zdas.bank=per-client"}
 

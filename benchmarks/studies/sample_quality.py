@@ -1,7 +1,7 @@
 """Sample-quality levers of the inversion, measured without Flower in one process.
 
 Two measures on Fashion-MNIST with the yardstick CNN, the teacher trained centrally for two
-epochs (as in ``benchmarks/speed.py``):
+epochs (as in ``benchmarks/studies/speed.py``):
 
 * **student**: 2000 class-balanced samples inverted from the teacher (one inversion setting
   per row); a fresh CNN trained only on them, with hard labels (``student_ce``, the measure
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from benchmarks.fmnist10 import RESULTS
-from benchmarks.speed import distill
+from benchmarks.studies.speed import distill
 from fedcore.algorithms.zdac import Synthetic, mix_synthetic
 from fedcore.data import ArrayDataset, Splits
 from fedcore.datasets import load_dataset

@@ -11,19 +11,21 @@ Writes ``benchmarks/results/speed.json`` with:
   centrally trained teacher, scored on the real test set, for cold-start inversion and for
   amortised inversion (each batch warm-started from the previous batch) at equal compute.
 
-    .venv/bin/python -m benchmarks.speed [--rounds 5] [--samples 2000]
+    .venv/bin/python -m benchmarks.studies.speed [--rounds 5] [--samples 2000]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.fmnist10 import RESULTS, run_federated
+from benchmarks.fmnist10 import FMNIST10
+from benchmarks.harness import RESULTS, flower_cell
 from benchmarks.studies.inversion_speed import train_throughput
 from fedcore.datasets import load_dataset
 from fedcore.losses import train_local
@@ -79,7 +81,9 @@ def main() -> None:
 
     work = RESULTS / "work" / "speed"
     for alg in ("fedavg", "zda"):
-        row = run_federated(alg, "dir0.1", 0, a.rounds, False, work / alg)
+        (work / alg).mkdir(parents=True, exist_ok=True)
+        cell = dataclasses.replace(FMNIST10, rounds=a.rounds).cell(alg, "dir0.1", 0)
+        row = flower_cell(cell, work / alg)
         out[f"{alg}_seconds_per_round"] = row["seconds_per_round"]
         # From round 3 on both sides run warm (ZDAS starts cold in round 1, ZDAC in round 2).
         out[f"{alg}_warm_seconds_per_round"] = sum(row["round_seconds"][2:]) / (a.rounds - 2)
