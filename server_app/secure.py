@@ -36,14 +36,74 @@ from strategies import AlgorithmStrategy, FederationError, TrainResult
 CLIP, QUANT = 32.0, 2**24
 
 
-class _Counting(LegacyFedAvg):
-    """Legacy FedAvg that remembers how many replies its last round averaged."""
+class _Rounds:
+    """The callbacks the legacy workflow calls: each round's fit config and, after the
+    secure average, the round's evaluation and record."""
 
-    replies = 0
+    def __init__(self, grid: Grid, cfg: ExperimentConfig, strategy: AlgorithmStrategy,
+                 names: list[str], on_round: RoundCallback) -> None:  # fmt: skip
+        self.grid, self.cfg, self.strategy, self.names = grid, cfg, strategy, names
+        self.on_round, self.clock, self.replies = on_round, time.perf_counter(), 0
+
+    def record(self, ndarrays: list[np.ndarray]) -> ArrayRecord:
+        arrays = (Array(np.ascontiguousarray(a)) for a in ndarrays)
+        return ArrayRecord(OrderedDict(zip(self.names, arrays, strict=True)))
+
+    def fit_config(self, server_round: int) -> dict:
+        # Only algorithms that just average run here (validation refuses the others): they
+        # prepare nothing, send no ArrayRecord and have no step after the average.
+        algorithm = self.strategy.algorithm
+        if algorithm.train_arrays(self.strategy.state, server_round):
+            raise FederationError(f"{algorithm.name}: a SecAgg+ message carries only config")
+        extra = algorithm.train_config(server_round)
+        keys = ",".join(self.names)
+        return {SERVER_ROUND: server_round, SEED: self.cfg.seed, STATE_KEYS: keys, **extra}
+
+    def evaluate(self, server_round: int, ndarrays: list[np.ndarray], _config: dict):
+        if server_round == 0:
+            return None
+        record = self.record(ndarrays)
+        config = ConfigRecord({SEED: self.cfg.seed})
+        asks = list(self.strategy.configure_evaluate(server_round, record, config, self.grid))
+        evaluation = None
+        if asks:
+            replies = self.grid.send_and_receive(asks, timeout=self.cfg.server.round_timeout)
+            evaluation = self.strategy.evaluate_round(server_round, replies)
+        train = TrainResult(record, {"replies": self.replies, "refused": 0})
+        sampled = sorted(self.strategy.partition_of(m) for m in asks)
+        seconds = time.perf_counter() - self.clock
+        self.on_round(RoundOutcome(server_round, record, seconds, train, evaluation, [], sampled))
+        self.clock = time.perf_counter()
+        return 0.0, {}
+
+
+class _Counting(LegacyFedAvg):
+    """Legacy FedAvg that tells the rounds how many replies its last round averaged."""
+
+    def __init__(self, rounds: _Rounds, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.rounds = rounds
 
     def aggregate_fit(self, server_round, results: list[tuple[ClientProxy, FitRes]], failures):
-        self.replies = len(results)
+        self.rounds.replies = len(results)
         return super().aggregate_fit(server_round, results, failures)
+
+
+def _legacy_strategy(cfg: ExperimentConfig, arrays: ArrayRecord, rounds: _Rounds) -> _Counting:
+    """The legacy FedAvg SecAgg+ drives: the config's sampling, our callbacks."""
+    n = cfg.num_clients
+    k = max(math.floor(cfg.server.fraction_train * n), cfg.server.min_train_nodes, 2)
+    return _Counting(
+        rounds,
+        fraction_fit=cfg.server.fraction_train,
+        fraction_evaluate=0.0,
+        min_fit_clients=k,
+        min_evaluate_clients=0,
+        min_available_clients=n,
+        evaluate_fn=rounds.evaluate,
+        on_fit_config_fn=rounds.fit_config,
+        initial_parameters=ndarrays_to_parameters(arrays.to_numpy_ndarrays()),
+    )
 
 
 def run_secure_rounds(
@@ -56,51 +116,8 @@ def run_secure_rounds(
     on_round: RoundCallback,
 ) -> ArrayRecord:
     """All rounds under SecAgg+; returns the final global arrays."""
-    names = list(arrays.keys())
-    algorithm = strategy.algorithm
-    clock = [time.perf_counter()]
-
-    def to_record(ndarrays: list[np.ndarray]) -> ArrayRecord:
-        arrays = (Array(np.ascontiguousarray(a)) for a in ndarrays)
-        return ArrayRecord(OrderedDict(zip(names, arrays, strict=True)))
-
-    def fit_config(server_round: int) -> dict:
-        # Only algorithms that just average run here (validation refuses the others): they
-        # prepare nothing, send no ArrayRecord and have no step after the average.
-        if algorithm.train_arrays(strategy.state, server_round):
-            raise FederationError(f"{algorithm.name}: a SecAgg+ message carries only config")
-        extra = algorithm.train_config(server_round)
-        return {SERVER_ROUND: server_round, SEED: cfg.seed, STATE_KEYS: ",".join(names), **extra}
-
-    def evaluate_fn(server_round: int, ndarrays: list[np.ndarray], _config: dict):
-        if server_round == 0:
-            return None
-        record = to_record(ndarrays)
-        config = ConfigRecord({SEED: cfg.seed})
-        asks = list(strategy.configure_evaluate(server_round, record, config, grid))
-        evaluation = None
-        if asks:
-            replies = grid.send_and_receive(asks, timeout=cfg.server.round_timeout)
-            evaluation = strategy.evaluate_round(server_round, replies)
-        now = time.perf_counter()
-        train = TrainResult(record, {"replies": legacy.replies, "refused": 0})
-        on_round(RoundOutcome(server_round, record, now - clock[0], train, evaluation, [],
-                              sorted(strategy.partition_of(m) for m in asks)))  # fmt: skip
-        clock[0] = time.perf_counter()
-        return 0.0, {}
-
-    n = cfg.num_clients
-    k = max(math.floor(cfg.server.fraction_train * n), cfg.server.min_train_nodes, 2)
-    legacy = _Counting(
-        fraction_fit=cfg.server.fraction_train,
-        fraction_evaluate=0.0,
-        min_fit_clients=k,
-        min_evaluate_clients=0,
-        min_available_clients=n,
-        evaluate_fn=evaluate_fn,
-        on_fit_config_fn=fit_config,
-        initial_parameters=ndarrays_to_parameters(arrays.to_numpy_ndarrays()),
-    )
+    rounds = _Rounds(grid, cfg, strategy, list(arrays.keys()), on_round)
+    legacy = _legacy_strategy(cfg, arrays, rounds)
     context = LegacyContext(context, ServerConfig(num_rounds=cfg.rounds), strategy=legacy)
     secagg = SecAggPlusWorkflow(
         num_shares=1.0,  # every sampled client holds a share of every other's key
@@ -111,4 +128,4 @@ def run_secure_rounds(
         timeout=cfg.server.round_timeout,
     )
     DefaultWorkflow(fit_workflow=secagg)(grid, context)
-    return to_record(context.state.array_records["parameters"].to_numpy_ndarrays())
+    return rounds.record(context.state.array_records["parameters"].to_numpy_ndarrays())
