@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -47,11 +47,14 @@ class RunContext:
     secure_aggregation: bool = False  # SecAgg+: the server sees only the sum of the models
 
 
+C = TypeVar("C")
+
+
 @dataclass
-class ServerSetup:
+class ServerSetup(Generic[C]):
     """What a server side is built from: its config section and the run's context."""
 
-    cfg: Any  # the algorithm's own section (``Algorithm.Config``), None when it has none
+    cfg: C  # the algorithm's own section (``Algorithm.Config``), None when it has none
     run: RunContext
     spec: DataSpec
     make_model: Callable[[], nn.Module]

@@ -64,7 +64,7 @@ class FedLC(Algorithm):
     section = "fedlc"
     Config = FedLCConfig
 
-    def __init__(self, setup: ServerSetup) -> None:
+    def __init__(self, setup: ServerSetup[FedLCConfig]) -> None:
         super().__init__(setup)
         self.tau = setup.cfg.tau
 

@@ -56,7 +56,7 @@ class FedProx(Algorithm):
     section = "fedprox"
     Config = FedProxConfig
 
-    def __init__(self, setup: ServerSetup) -> None:
+    def __init__(self, setup: ServerSetup[FedProxConfig]) -> None:
         super().__init__(setup)
         self.mu = setup.cfg.mu
         if problems := self.run_problems(setup.cfg, setup.run):

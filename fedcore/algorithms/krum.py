@@ -42,9 +42,9 @@ class Krum(RobustAverage):
     section = "krum"
     Config = KrumConfig
 
-    def __init__(self, setup: ServerSetup) -> None:
+    def __init__(self, setup: ServerSetup[KrumConfig]) -> None:
         super().__init__(setup)
-        self.cfg: KrumConfig = setup.cfg
+        self.cfg = setup.cfg
 
     def combine(self, replies: Sequence[TrainReply]) -> tuple[StateDict, dict[str, float]]:
         n = len(replies)

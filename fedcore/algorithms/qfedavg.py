@@ -103,7 +103,7 @@ class QFedAvg(Algorithm):
     averages_only = False  # weights each client's model by its own loss
     replaces_average = True
 
-    def __init__(self, setup: ServerSetup) -> None:
+    def __init__(self, setup: ServerSetup[QFedAvgConfig]) -> None:
         super().__init__(setup)
         self.q = setup.cfg.q
 

@@ -35,7 +35,7 @@ class TrimmedMean(RobustAverage):
     section = "trimmedmean"
     Config = TrimmedMeanConfig
 
-    def __init__(self, setup: ServerSetup) -> None:
+    def __init__(self, setup: ServerSetup[TrimmedMeanConfig]) -> None:
         super().__init__(setup)
         self.trim: float = setup.cfg.trim
 

@@ -287,9 +287,9 @@ class Zdac(Algorithm):
     section = "zdac"
     Config = ZdacConfig
 
-    def __init__(self, setup: ServerSetup) -> None:
+    def __init__(self, setup: ServerSetup[ZdacConfig]) -> None:
         super().__init__(setup)
-        self.cfg: ZdacConfig = setup.cfg
+        self.cfg = setup.cfg
         shared = shares_bank(self.cfg.bank, setup.run.samples_clients)
         # under secure aggregation a train message carries only the model and its config
         self.banks = shared and not setup.run.secure_aggregation

@@ -392,9 +392,9 @@ class Zdas(Algorithm):
     Config = ZdasConfig
     averages_only = False  # inverts every client's model
 
-    def __init__(self, setup: ServerSetup) -> None:
+    def __init__(self, setup: ServerSetup[ZdasConfig]) -> None:
         super().__init__(setup)
-        self.cfg: ZdasConfig = setup.cfg
+        self.cfg = setup.cfg
         self.shared = shares_bank(self.cfg.bank, setup.run.samples_clients)
 
     @classmethod
