@@ -117,6 +117,7 @@ def test_staleness_is_the_run_config_and_the_golden_numbers(tmp_path, monkeypatc
     numbers = {"rounds": [0.1], "client_accuracies": [0.2]}
     golden.write_text(json.dumps({"methods": {"fedavg": numbers}}))
     monkeypatch.setattr(h, "GOLDEN", golden)
+    monkeypatch.setattr(h, "LEGACY_GOLDEN", h.digest(h.golden_numbers()))
     cell = h.Cell("algorithm=fedlc fedlc.tau=16 seed=3", 100)
     row = {"stamp": h.stamp(cell)}
     assert h.status(cell, row) == "current" and h.status(cell, None) == "missing"
@@ -130,6 +131,7 @@ def test_staleness_is_the_run_config_and_the_golden_numbers(tmp_path, monkeypatc
     assert h.status(cell, {"final_accuracy": 0.8}) == "legacy"  # nothing recorded
     golden.write_text(json.dumps({"methods": {"fedavg": numbers | {"rounds": [0.3]}}}))
     assert h.status(cell, row) == "stale"  # the numbers moved: every cell reruns
+    assert h.status(cell, {"final_accuracy": 0.8}) == "stale"  # those before stamps too
 
 
 def test_adopt_saves_only_full_cells_of_the_current_config(tmp_path):
