@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from fedcore import reproducible
+from fedcore.algorithms import SECTIONS, resolve
 from fedcore.config import ConfigError, ExperimentConfig, load_config
 from fedcore.federation import build_federation
 from fedcore.metrics import fairness_summary
@@ -91,9 +92,16 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def used(cfg: ExperimentConfig) -> dict:
+    """The resolved run config less the sections of algorithms it does not run: what a
+    result depends on (a default of an unused method changes no cell)."""
+    own = {c.section for c in resolve(cfg.algorithm) if c.Config is not None}
+    return {k: v for k, v in cfg.to_dict().items() if k not in SECTIONS or k in own}
+
+
 def stamp(cell: Cell) -> str:
-    """Hash of the cell's resolved run config and the golden numbers."""
-    cfg = config_of(cell.keys, cell.clients, cell.experiment).to_dict()
+    """Hash of the cell's resolved run config (the used part) and the golden numbers."""
+    cfg = used(config_of(cell.keys, cell.clients, cell.experiment))
     return digest(json.dumps(cfg, sort_keys=True, default=str) + golden_numbers())
 
 
@@ -115,7 +123,8 @@ def status(cell: Cell, row: dict | None) -> str:
         then = config_of(command, cell.clients, cell.experiment)
     except ConfigError:
         return "stale"
-    return "current" if then == config_of(cell.keys, cell.clients, cell.experiment) else "stale"
+    now = config_of(cell.keys, cell.clients, cell.experiment)
+    return "current" if used(then) == used(now) else "stale"
 
 
 def code_version() -> dict:

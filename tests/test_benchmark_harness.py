@@ -128,6 +128,7 @@ def test_staleness_is_the_run_config_and_the_golden_numbers(tmp_path, monkeypatc
         "current"  # before stamps: judged by the run config it recorded (lr 0.01: default)
     )
     assert h.status(cell, {"command": "algorithm=fedlc no.such_key=1"}) == "stale"
+    assert h.status(h.Cell(f"{cell.keys} fedprox.mu=0.5", 100), row) == "current"  # unused
     assert h.status(cell, {"final_accuracy": 0.8}) == "legacy"  # nothing recorded
     golden.write_text(json.dumps({"methods": {"fedavg": numbers | {"rounds": [0.3]}}}))
     assert h.status(cell, row) == "stale"  # the numbers moved: every cell reruns
