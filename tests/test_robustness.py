@@ -11,7 +11,7 @@ import torch
 from fedcore.algorithms import resolve
 from fedcore.algorithms.base import Received
 from fedcore.algorithms.zdas import Inverted
-from fedcore.algorithms.zdas_screen import peer_agreement, robust_z, screen
+from fedcore.algorithms.zdas_screen import peer_agreement, robust_z, screen, update_cosines
 from fedcore.config import ConfigError, load_config
 from fedcore.federation import build_federation
 from fedcore.models import build_model
@@ -105,6 +105,18 @@ def test_zdas_screen_flags_the_outlying_models_only():
     assert screen({0: 1.0, 1: 5.0}, {0: 1.0, 1: 0.0}, 3.0) == []  # too few models to judge
     z = robust_z({0: 1.0, 1: 1.0, 2: 1.0}, 0.5)
     assert z == {0: 0.0, 1: 0.0, 2: 0.0}  # all alike: the floor keeps the scale finite
+
+
+def test_a_reversed_update_points_away_from_the_average_and_is_screened():
+    sent = {"w": torch.zeros(4), "n": torch.tensor(3.0)}  # "n": a buffer, not compared
+    steps = {0: [1.0, 0.2, 0, 0], 1: [0.8, 0, 0.3, 0], 2: [1.0, 0, 0, 0.4], 3: [-1.0, -0.2, 0, 0]}
+    models = {p: {"w": torch.tensor(v), "n": torch.tensor(-9.0)} for p, v in steps.items()}
+    averaged = {"w": torch.stack([m["w"] for m in models.values()]).median(0).values,
+                "n": torch.tensor(3.0)}  # fmt: skip
+    cos = update_cosines(sent, averaged, models, ["w"])
+    assert min(cos[p] for p in (0, 1, 2)) > 0.5 and cos[3] < -0.5
+    bn, agree = dict.fromkeys(steps, 1.0), dict.fromkeys(steps, 0.8)  # inversions look alike
+    assert screen(bn, agree, 3.0, cos) == [3] and screen(bn, agree, 3.0) == []
 
 
 def test_inverted_without_drops_a_sources_samples_and_teacher():

@@ -35,7 +35,7 @@ from fedcore.algorithms.base import (
     batchnorm_problems,
     inversion_side_problems,
 )
-from fedcore.algorithms.zdas_screen import agreement, peer_agreement, screen
+from fedcore.algorithms.zdas_screen import agreement, peer_agreement, screen, update_cosines
 from fedcore.data import ArrayDataset, DataSpec
 from fedcore.losses import Objective, sgd_train
 from fedcore.protocol import LABEL_COUNTS, SHARE_LABEL_COUNTS, number
@@ -332,6 +332,8 @@ def zdas_round(
     *,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    sent: StateDict | None = None,
+    param_names: Sequence[str] = (),
 ) -> ZdasOutcome:
     """ZDAS's server step: invert every client model (:func:`zdas_invert`), build the
     fine-tuning set (:func:`finetune_set`) and fine-tune ``averaged`` on it.
@@ -358,7 +360,9 @@ def zdas_round(
         counts = [c[2] for c in clients]
         agreed = peer_agreement(inv.teachers, counts, inv.x, inv.y, inv.sources, device)
         agreed = agreed or agreement(student, inv.x, inv.y, inv.sources, device)
-        left_out = screen(inv.bn_losses, agreed, cfg.screen)
+        models = {c[0]: c[1] for c in clients}
+        cosines = update_cosines(sent, averaged, models, param_names) if sent else None
+        left_out = screen(inv.bn_losses, agreed, cfg.screen, cosines)
         inv, metrics["zdas-screened"] = inv.without(left_out), float(len(left_out))
         clients = [c for c in clients if c[0] not in left_out]
     if gated:
@@ -419,7 +423,8 @@ class Zdas(Algorithm):
         clients = [(r.partition_id, r.state, r.label_counts) for r in got.replies]
         out = zdas_round(
             s.make_model, got.averaged, clients, self.cfg, banks, rnd, s.spec, device=s.device,
-            seed=derive_seed(s.run.seed, rnd, ZDAS_ROUND),
+            seed=derive_seed(s.run.seed, rnd, ZDAS_ROUND), sent=got.sent,
+            param_names=s.param_names,
         )  # fmt: skip
         step = ServerStep(out.state, out.metrics, (out.x, out.y), out.sources, out.left_out)
         return banks.state(), step

@@ -10,7 +10,9 @@ match them: high), and how often the other client models that hold a sample's cl
 their shared label counts) label it as that class, or without counts the share the
 aggregate labels so (a model trained on permuted labels, or a reversed one, makes samples
 its peers call something else: low). A model more than ``threshold`` deviations out on
-either side is left out.
+either side is left out. Where the round's sent model is known, a third signal: a model
+whose update points away from the round's average update (negative cosine) is left out as
+well (a reversed update; levers.md, screen v3).
 """
 
 from __future__ import annotations
@@ -86,14 +88,38 @@ def _labels(model: nn.Module, x: torch.Tensor, device: torch.device | str) -> to
     return labels
 
 
+def update_cosines(
+    sent: Mapping[str, torch.Tensor],
+    averaged: Mapping[str, torch.Tensor],
+    models: Mapping[int, Mapping[str, torch.Tensor]],
+    keys: Sequence[str],
+) -> dict[int, float]:
+    """Per model: the cosine between its update (model - sent) and the round's average
+    update (averaged - sent, after a robust rule where one runs), over the entries ``keys``
+    (the trained parameters: BatchNorm's running statistics would outweigh them)."""
+
+    def flat(state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([(state[k].double() - sent[k].double()).flatten() for k in keys])
+
+    mean = flat(averaged)
+    return {p: float(torch.cosine_similarity(flat(m), mean, dim=0)) for p, m in models.items()}
+
+
 def screen(
-    bn_losses: Mapping[int, float], agreed: Mapping[int, float], threshold: float
+    bn_losses: Mapping[int, float],
+    agreed: Mapping[int, float],
+    threshold: float,
+    cosines: Mapping[int, float] | None = None,
 ) -> list[int]:
     """The sources whose BN loss is ``threshold`` deviations above the round's median, or
-    whose agreement is ``threshold`` below it (none with fewer than 3 models)."""
+    whose agreement is ``threshold`` below it, or (``cosines``) whose update points away
+    from the average's (none with fewer than 3 models)."""
     if threshold <= 0 or len(bn_losses) < 3:
         return []
     med_bn = float(torch.tensor(list(bn_losses.values())).median())
     z_bn = robust_z(bn_losses, BN_FLOOR * abs(med_bn))
     z_agree = robust_z(agreed, AGREEMENT_FLOOR)
-    return sorted(k for k in bn_losses if z_bn[k] > threshold or z_agree[k] < -threshold)
+    away = {k for k, c in (cosines or {}).items() if c < 0}
+    return sorted(
+        k for k in bn_losses if z_bn[k] > threshold or z_agree[k] < -threshold or k in away
+    )
