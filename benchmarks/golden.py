@@ -18,22 +18,13 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import torch
-
-from benchmarks.harness import ROOT, code_version
+from benchmarks.harness import ROOT, Cell, code_version, core_run, flower_cell
 from fedcore import reproducible
-from fedcore.federation import build_federation
 from fedcore.provenance import platform_info
-from fedcore.round import run_rounds
-from fedcore.runconfig import run_config_file
-from fedcore.rundir import recorded_platform
-from fedcore.training import evaluate
 from scripts.compare import METHODS as COMMAND1
 from scripts.compare import parse_methods
-from scripts.simulate import simulate
 
 EXPERIMENT = ROOT / "configs" / "compare.toml"
 GOLDEN = ROOT / "tests" / "golden" / "demo.json"
@@ -46,35 +37,25 @@ def overrides(method: str) -> str:
 
 
 def core(method: str) -> dict:
-    """The run through the core round loop (this process, one thread)."""
-    cfg = run_config_file(EXPERIMENT, overrides(method), ROOT)[1].with_clients(CLIENTS)
-    fed = build_federation(cfg)
-    device, rows, t0 = torch.device("cpu"), [], time.perf_counter()
-    for r in run_rounds(cfg, fed, device):
-        ev = evaluate(r.model, fed.test, device=device)
-        rows.append({"accuracy": float(ev["accuracy"]), "loss": float(ev["loss"])})
-    clients = [
-        float(evaluate(r.model, fed.client_datasets(p)[1], device=device)["accuracy"])
-        for p in range(CLIENTS)
-    ]
-    return {"rounds": rows, "client_accuracies": clients, "seconds": time.perf_counter() - t0}
+    """The run through the core round loop (this process, at its threads: one in
+    reproducible mode)."""
+    return _golden(core_run(overrides(method), CLIENTS, experiment=EXPERIMENT, threads=0))
 
 
 def flower(method: str, home: Path) -> dict:
     """The run through `flwr run .` (Flower's simulation engine, a private SuperLink)."""
-    run_dir = home / f"run-{method}"
-    t0 = time.perf_counter()
-    proc = simulate(f"{overrides(method)} output.dir={run_dir}", CLIENTS, home / "flwr",
-                    experiment=EXPERIMENT)  # fmt: skip
-    if proc.returncode != 0:
-        raise RuntimeError(f"flwr run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {
-        "rounds": [{"accuracy": r["global_accuracy"], "loss": r["global_loss"]} for r in rows],
-        "client_accuracies": rows[-1]["client_accuracies"],
-        "seconds": time.perf_counter() - t0,
-        "platform": recorded_platform(run_dir),
-    }
+    (home / method).mkdir(parents=True, exist_ok=True)
+    cell = Cell(overrides(method), CLIENTS, experiment=EXPERIMENT)
+    return _golden(flower_cell(cell, home / method))
+
+
+def _golden(row: dict) -> dict:
+    """A harness result as the golden file holds it: per round accuracy and loss, every
+    client's final accuracy, seconds and platform."""
+    pairs = zip(row["accuracy_per_round"], row["loss_per_round"], strict=True)
+    return {"rounds": [{"accuracy": a, "loss": loss} for a, loss in pairs],
+            "client_accuracies": row["client_accuracies"], "seconds": row["wall_seconds"],
+            "platform": row["platform"]}  # fmt: skip
 
 
 def numbers(run: dict) -> dict:

@@ -151,18 +151,24 @@ def core_cell(cell: Cell, work: Path) -> dict:
     return core_run(cell.keys, cell.clients, experiment=cell.experiment)
 
 
-def core_run(keys: str, clients: int, every: int = 10, experiment: Path | None = None) -> dict:
-    """A run config through the core round loop at one torch thread, on CUDA if there is
-    one: the global model on the test set every round and, after the last round, on every
-    client's own test set (as Flower's final federated evaluation)."""
-    torch.set_num_threads(1)
+def core_run(
+    keys: str, clients: int, every: int = 10, experiment: Path | None = None, threads: int = 1
+) -> dict:
+    """A run config through the core round loop at ``threads`` torch threads (0: torch's
+    own count), on CUDA if there is one: the global model on the test set every round and,
+    after the last round, on every client's own test set (as Flower's final federated
+    evaluation)."""
+    if threads:
+        torch.set_num_threads(threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg = config_of(keys, clients, experiment)
     t0 = time.perf_counter()
     fed = build_federation(cfg)
-    accuracy, seconds, left_out = [], [], []
+    accuracy, loss, seconds, left_out = [], [], [], []
     for r in run_rounds(cfg, fed, device):
-        accuracy.append(float(evaluate(r.model, fed.test, device=device)["accuracy"]))
+        ev = evaluate(r.model, fed.test, device=device)
+        accuracy.append(float(ev["accuracy"]))
+        loss.append(float(ev["loss"]))
         seconds.append(r.seconds)
         left_out.append({"sampled": r.partitions, "left_out": list(r.step.left_out)})
         if r.server_round % every == 0:
@@ -180,6 +186,7 @@ def core_run(keys: str, clients: int, every: int = 10, experiment: Path | None =
         "platform": platform_info(),
         "final_accuracy": accuracy[-1],
         "accuracy_per_round": accuracy,
+        "loss_per_round": loss,
         "round_seconds": seconds,
         "seconds_per_round": float(np.mean(seconds)),
         "wall_seconds": time.perf_counter() - t0,
@@ -223,6 +230,8 @@ def flower_cell(cell: Cell, work: Path) -> dict:
         "inversion_seconds_per_round": float(np.mean(inv)),
         "rounds_to_fedavg_final": None,  # filled in by the report from the FedAvg row
         "accuracy_per_round": [r["global_accuracy"] for r in rows],
+        "loss_per_round": [r["global_loss"] for r in rows],
+        "client_accuracies": last["client_accuracies"],
         "round_seconds": [r["round_seconds"] for r in rows],
         "wall_seconds": time.perf_counter() - t0,
         "platform": recorded_platform(run_dir),
