@@ -60,6 +60,7 @@ class Cell:
     row: dict = field(default_factory=dict)
     runner: Runner | None = None  # default: core_cell
     experiment: Path | None = None
+    extra: str = ""  # what else the result depends on (a runner's own settings): stamped
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def used(cfg: ExperimentConfig) -> dict:
 def stamp(cell: Cell) -> str:
     """Hash of the cell's resolved run config (the used part) and the golden numbers."""
     cfg = used(config_of(cell.keys, cell.clients, cell.experiment))
-    return digest(json.dumps(cfg, sort_keys=True, default=str) + golden_numbers())
+    return digest(json.dumps(cfg, sort_keys=True, default=str) + cell.extra + golden_numbers())
 
 
 def status(cell: Cell, row: dict | None) -> str:

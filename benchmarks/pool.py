@@ -22,7 +22,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import active_children, get_context
 from pathlib import Path
 
-from benchmarks.harness import FULL, RESULTS, CellSet, run_cell, select, stamp
+from benchmarks.harness import FULL, RESULTS, CellSet, flower_cell, run_cell, select, stamp
+from fedcore import reproducible
 
 
 def cellset(name: str) -> CellSet:
@@ -34,7 +35,8 @@ def run_one(set_name: str, name: str, data: str, extra: str) -> dict:
     cell = cellset(set_name).cells[name]
     npz = f"data.dataset=npz data.path={data}-train.npz data.test_path={data}-test.npz"
     keys = f"{cell.keys} {npz if data else ''} {extra}"
-    row = run_cell(dataclasses.replace(cell, keys=keys, runner=None), RESULTS / "work")
+    runner = None if cell.runner is flower_cell else cell.runner  # Flower's: the core loop
+    row = run_cell(dataclasses.replace(cell, keys=keys, runner=runner), RESULTS / "work")
     return row | {"stamp": stamp(cell), "data": data or FULL[0], "extra": extra}
 
 
@@ -49,7 +51,8 @@ def run_pool(set_name: str, names: list[str], workers: int, data: str, extra: st
     done = {
         r["cell"]
         for r in rows
-        if "error" not in r and (r.get("data"), r.get("extra")) == want
+        if r.get("cell") in cs.cells and "error" not in r
+        and (r.get("data"), r.get("extra")) == want
         and r.get("stamp") == stamp(cs.cells[r["cell"]])
     }  # fmt: skip
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
@@ -89,7 +92,13 @@ def adopt(cs: CellSet, path: Path, results: Path = RESULTS) -> list[str]:
         if Path(row.get("data", "")).name not in FULL or row.get("stamp") != stamp(cell):
             print(f"not adopted: {name} (data {row.get('data')!r}, or another run config)")
             continue
+        kind = (row.get("platform") or {}).get("kind", "")
+        if cs.reproducible and not kind.startswith("reproducible"):
+            print(f"not adopted: {name} ran on {kind or 'an unrecorded platform'}, and "
+                  f"{cs.name} cells must run in reproducible mode")  # fmt: skip
+            continue
         out = results / (cs.cell_dir or cs.name) / f"{name}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
         if out.is_file() and json.loads(out.read_text()).get("stamp") == stamp(cell):
             continue
         out.write_text(json.dumps(row, indent=2))
@@ -112,8 +121,9 @@ def main() -> None:
     if a.adopt:
         print("adopted:", ", ".join(adopt(cs, a.adopt)) or "none")
         return
-    names = select(cs, a.cell)
-    run_pool(a.set, names, a.workers, a.data, a.extra, a.out, a.deadline)
+    if cs.reproducible and not reproducible.enabled():
+        ap.error(f"{a.set} cells run in reproducible mode: set {reproducible.ENV}=1")
+    run_pool(a.set, select(cs, a.cell), a.workers, a.data, a.extra, a.out, a.deadline)
 
 
 if __name__ == "__main__":

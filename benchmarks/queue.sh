@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run benchmark cells one at a time in the background and commit each finished cell at once.
-#   bash benchmarks/queue.sh "python -m benchmarks.tuning --only fedavg" ... > queue.log 2>&1 &
+#   bash benchmarks/queue.sh "python -m benchmarks.tuning --cell 'fedavg-*'" ... > queue.log 2>&1 &
 # Each argument is one command (resumable: finished cells are skipped; `python ...` runs in
 # .venv, anything else as it is); after it, every new
 # or changed file under benchmarks/results/ (but work/) is committed in one commit.

@@ -12,16 +12,15 @@ trial with its command and marks the pick.
 
 from __future__ import annotations
 
-import json
+import functools
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.fmnist100 import FMNIST100
-from benchmarks.harness import RESULTS, Cell, CellSet, flower_cell, main
+from benchmarks.harness import RESULTS, Cell, CellSet, flower_cell, main, saved, status
 
 ROUNDS, PARTITION, SEED, LAST = 25, "dir0.1", 0, 10
-OUT = RESULTS / "tuning"
 # method -> (the knob's key, its grid); the other settings are the yardstick's and FIXED's
 # (a trial whose run config changes is stale: the harness reruns it)
 GRID: dict[str, tuple[str, tuple[float, ...]]] = {
@@ -74,11 +73,14 @@ def last10(row: dict) -> float:
     return float(np.mean(row["accuracy_per_round"][-LAST:]))
 
 
+@functools.cache  # one read per process: the tuning cells do not change under a report
 def picks() -> dict[str, tuple[str, float]]:
-    """Each tuned method's (knob, value) with the best last-10 accuracy in the tuning cells."""
-    best: dict[str, dict] = {}
-    for p in sorted(OUT.glob("*.json")):
-        r = json.loads(p.read_text())
+    """Each tuned method's (knob, value) with the best last-10 accuracy in the tuning cells
+    (current ones only: the table's)."""
+    cs, best = cellset(), {}
+    for name, r in saved(cs, RESULTS).items():
+        if status(cs.cells[name], r) not in ("current", "legacy"):
+            continue
         if r["algorithm"] not in best or last10(r) > last10(best[r["algorithm"]]):
             best[r["algorithm"]] = r
     return {m: (r["knob"], float(r["value"])) for m, r in best.items()}

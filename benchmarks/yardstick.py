@@ -79,7 +79,8 @@ class Yardstick:
         quick = QUICK if self.quick else ""
         if algorithm == "centralized":
             run = functools.partial(run_centralized, self)
-            return Cell(f"rounds={self.rounds} {quick}", self.clients, row, run)
+            own = f"centralized cnn fraction={self.central_fraction} epochs={self.central_epochs}"
+            return Cell(f"rounds={self.rounds} {quick}", self.clients, row, run, extra=own)
         keys = f"{self.overrides(algorithm, partition, seed, self.rounds)} {quick}"
         return Cell(keys, self.clients, row, flower_cell)
 

@@ -93,7 +93,7 @@ def federated(keys: dict, clients: int, device: torch.device) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prepare", action="store_true", help="write the data npz and stop")
-    full = "with --prepare: all 60,000 training images, stem 'full' (benchmarks.paired_core)"
+    full = "with --prepare: all 60,000 training images, stem 'full' (benchmarks.pool --data)"
     ap.add_argument("--full", action="store_true", help=full)
     ap.add_argument("--dry-run", action="store_true", help="every step tiny, any device")
     ap.add_argument("--out", type=Path, default=RESULTS / "gpu.json")

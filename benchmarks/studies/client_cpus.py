@@ -14,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from benchmarks.fmnist10 import RESULTS
+from benchmarks.harness import RESULTS
 from scripts.simulate import simulate
 
 

@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks.fmnist10 import RESULTS
+from benchmarks.harness import RESULTS
 from benchmarks.studies.scale import run_one
 
 SETTINGS = {"banks": "", "client_pools": "zdac.bank=per-client zdas.bank=per-client"}

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.fmnist10 import RESULTS
+from benchmarks.harness import RESULTS
 from benchmarks.studies.speed import distill
 from fedcore.algorithms.zdac import Synthetic, mix_synthetic
 from fedcore.data import ArrayDataset, Splits
