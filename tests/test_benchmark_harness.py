@@ -158,3 +158,18 @@ def test_adopt_saves_only_full_cells_of_the_current_config(tmp_path):
     assert (
         json.loads((tmp_path / "paired" / "fedlc-c2-s1.json").read_text())["cell"] == "fedlc-c2-s1"
     )
+
+
+SETS = ("fmnist10", "fmnist100", "tuning", "paired", "heldout", "shapes", "extreme", "robustness")
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_every_cell_of_every_set_is_a_valid_run_config(name):
+    import importlib
+
+    from benchmarks.harness import stamp
+
+    cs = importlib.import_module(f"benchmarks.{name}").cellset()
+    assert cs.cells, f"{name} has no cells"
+    for cell in cs.cells.values():
+        assert len(stamp(cell)) == 16  # resolves and validates the cell's run config
