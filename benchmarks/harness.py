@@ -47,6 +47,10 @@ FULL = ("fashion-mnist", "full")  # the built-in training set, or all of it as a
 # The golden numbers when stamps were introduced (8c216eb): cells saved before then carry
 # no stamp and are accepted only while the code still gives these numbers.
 LEGACY_GOLDEN = "2e064316ea81adfe"
+# Keys added after stamps came in, with the value that runs exactly as before they existed
+# (the golden numbers and `studies.paths` unchanged): left out of the stamp at that value,
+# so that adding a switched-off option leaves every cell current.
+ADDED_OFF: dict[str, dict[str, object]] = {"zdas": {"guard": False}}
 Runner = Callable[["Cell", Path], dict]
 
 
@@ -94,10 +98,14 @@ def digest(text: str) -> str:
 
 
 def used(cfg: ExperimentConfig) -> dict:
-    """The resolved run config less the sections of algorithms it does not run: what a
-    result depends on (a default of an unused method changes no cell)."""
+    """The resolved run config less the sections of algorithms it does not run (a default of
+    an unused method changes no cell) and less keys added since stamps at their off value."""
     own = {c.section for c in resolve(cfg.algorithm) if c.Config is not None}
-    return {k: v for k, v in cfg.to_dict().items() if k not in SECTIONS or k in own}
+    out = {k: v for k, v in cfg.to_dict().items() if k not in SECTIONS or k in own}
+    for section, off in ADDED_OFF.items():
+        if section in out:
+            out[section] = {k: v for k, v in out[section].items() if k not in off or off[k] != v}
+    return out
 
 
 def stamp(cell: Cell) -> str:

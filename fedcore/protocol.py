@@ -36,12 +36,15 @@ SHARE_LABEL_COUNTS = "zdas.share_label_counts"  # ZDAS asks clients for their la
 # ArrayRecords (server -> client, client -> server)
 SCAFFOLD_C, SCAFFOLD_DC = "scaffold-c", "scaffold-dc"
 ZDAC_BANK = "zdac-bank"  # synthetic samples the server inverted from the global model
+ZDAS_PLAIN = "zdas-plain"  # zdas.guard: last round's average before the fine-tuning
 # MetricRecord keys (client -> server); the last two also in a message's ConfigRecord when
 # the server assigns each node its partition (server.partition_map)
 NUM_EXAMPLES, PARTITION_ID, NUM_PARTITIONS = "num-examples", "partition-id", "num-partitions"
 LABEL_COUNTS = "label-counts"
 QFFL_LOSS = "qffl-loss"  # q-FedAvg: the received model's loss on the client's own data
 QFFL_STEP = "qffl-step"  # q-FedAvg: the client's K * lr / (1 - momentum)
+GUARD_GLOBAL_LOSS = "zdas-guard-global-loss"  # zdas.guard: the received model's own-data loss
+GUARD_PLAIN_LOSS = "zdas-guard-plain-loss"  # ... and that of ZDAS_PLAIN
 ACCURACY, LOSS = "accuracy", "loss"
 # Sites (data.dataset = "sites"): a SuperNode's node config names its own data ...
 DATA_PATH, SITE_NAME = "data-path", "site-name"  # an .npz file or image folder; its name

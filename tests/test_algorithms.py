@@ -14,7 +14,7 @@ from fedcore.algorithms.fedlc import CalibrationHook
 from fedcore.algorithms.fedprox import ProximalHook
 from fedcore.algorithms.scaffold import CLIENT_VARIATE, ScaffoldHook
 from fedcore.algorithms.zdac import ZdacConfig, ZdacHook
-from fedcore.algorithms.zdas import LabelCountsHook
+from fedcore.algorithms.zdas import ZdasHook
 from fedcore.config import ConfigError, ExperimentConfig, config_from_run_config, load_config
 from fedcore.data import DataSpec
 from fedcore.losses import LocalData
@@ -58,8 +58,8 @@ def test_each_algorithm_asks_clients_for_exactly_its_hooks():
     assert _hooks_for("algorithm=scaffold") == [ScaffoldHook]
     assert _hooks_for("algorithm=zdac") == [ZdacHook]
     assert _hooks_for("algorithm=zdas") == []  # label counts stay private unless asked for
-    assert _hooks_for("algorithm=zdas zdas.share_label_counts=true") == [LabelCountsHook]
-    assert _hooks_for("algorithm=zda zdas.share_label_counts=true") == [ZdacHook, LabelCountsHook]
+    assert _hooks_for("algorithm=zdas zdas.share_label_counts=true") == [ZdasHook]
+    assert _hooks_for("algorithm=zda zdas.share_label_counts=true") == [ZdacHook, ZdasHook]
     assert _hooks_for("algorithm=fedlc") == [CalibrationHook]
     assert _hooks_for("algorithm=zda+fedprox") == [ProximalHook, ZdacHook]
     assert _hooks_for("algorithm=zda+fedlc") == [CalibrationHook, ZdacHook]

@@ -35,10 +35,11 @@ from fedcore.algorithms.base import (
     batchnorm_problems,
     inversion_side_problems,
 )
+from fedcore.algorithms.zdas_guard import client_scores, guarded
 from fedcore.algorithms.zdas_screen import agreement, peer_agreement, screen, update_cosines
 from fedcore.data import ArrayDataset, DataSpec
 from fedcore.losses import Objective, sgd_train
-from fedcore.protocol import LABEL_COUNTS, SHARE_LABEL_COUNTS, number
+from fedcore.protocol import LABEL_COUNTS, SHARE_LABEL_COUNTS, ZDAS_PLAIN, number
 from fedcore.seeds import ZDAS_MODEL, ZDAS_ROUND, derive_seed
 from fedcore.training import Samples, TrainConfig, evaluate
 from fedcore.types import StateDict
@@ -81,6 +82,7 @@ class ZdasConfig:
     replay_per_class: int = 0  # top each class of the fine-tuning set up to this from the banks
     gate_accuracy: float = 0.0  # skip fine-tuning when the average labels this share of samples
     screen: float = 0.0  # >0: leave out models whose inversions are this many deviations out
+    guard: bool = False  # clients score fine-tuned vs plain average; the step scales by trust
     inversion: InversionConfig = field(default_factory=lambda: InversionConfig(warm_steps=2))
 
     def problems(self, prefix: str) -> list[str]:
@@ -380,16 +382,23 @@ def zdas_round(
     return ZdasOutcome(state, inv.x, inv.y, metrics, inv.sources, tuple(left_out))
 
 
-class LabelCountsHook(ClientHook):
-    """Reports this client's label counts (only sent when the server asks for them)."""
+@dataclass
+class ZdasHook(ClientHook):
+    """Reports label counts when asked; with ``zdas.guard``, the two models' own-data loss."""
+
+    counts: bool
+    plain: StateDict | None
 
     def before(self, rnd: ClientRound, plan: LocalPlan) -> None:
-        plan.metrics[LABEL_COUNTS] = [int(c) for c in rnd.label_counts]
+        if self.counts:
+            plan.metrics[LABEL_COUNTS] = [int(c) for c in rnd.label_counts]
+        if self.plain is not None:
+            client_scores(rnd, plan, self.plain)
 
 
 class Zdas(Algorithm):
     """FedAvg, then every client model inverted and the average fine-tuned on their samples.
-    Its state is the banks' (one per client, or one shared)."""
+    State: the banks (one per client, or one shared); ``guard``: trust, last average."""
 
     name = "zdas"
     section = "zdas"
@@ -407,18 +416,25 @@ class Zdas(Algorithm):
 
     @classmethod
     def client_hook(cls, config: dict[str, Any], arrays: dict) -> ClientHook | None:
-        return LabelCountsHook() if config.get(SHARE_LABEL_COUNTS) else None
+        counts, plain = bool(config.get(SHARE_LABEL_COUNTS)), arrays.get(ZDAS_PLAIN)
+        return ZdasHook(counts, plain) if counts or plain is not None else None
 
     def init(self, global_state: StateDict) -> State:
-        return (SharedBank(self.cfg.bank_per_class) if self.shared else OwnBanks()).state()
+        banks = (SharedBank(self.cfg.bank_per_class) if self.shared else OwnBanks()).state()
+        return banks | ({"guard": {"trust": 1.0}} if self.cfg.guard else {})
+
+    def train_arrays(self, state: State, server_round: int) -> dict[str, StateDict]:
+        plain = state.get("guard", {}).get("plain")
+        return {ZDAS_PLAIN: plain} if plain is not None else {}
 
     def train_config(self, server_round: int) -> dict[str, Any]:
         return {SHARE_LABEL_COUNTS: True} if self.cfg.share_label_counts else {}
 
     def apply(self, state: State, got: Received) -> tuple[State, ServerStep]:
-        rnd = got.server_round
-        if not self.cfg.active(rnd):
-            return state, ServerStep(got.averaged)
+        rnd, guard = got.server_round, state.get("guard")
+        if not self.cfg.active(rnd):  # the global model is the average: nothing to score
+            return state | ({"guard": {"trust": guard["trust"]}} if guard else {}), ServerStep(
+                got.averaged)  # fmt: skip
         s, banks = self.setup, banks_from_state(state, self.cfg.bank_per_class)
         clients = [(r.partition_id, r.state, r.label_counts) for r in got.replies]
         out = zdas_round(
@@ -426,5 +442,9 @@ class Zdas(Algorithm):
             seed=derive_seed(s.run.seed, rnd, ZDAS_ROUND), sent=got.sent,
             param_names=s.param_names,
         )  # fmt: skip
-        step = ServerStep(out.state, out.metrics, (out.x, out.y), out.sources, out.left_out)
-        return banks.state(), step
+        new: State = banks.state()
+        tuned, metrics = out.state, out.metrics
+        if guard is not None:
+            new["guard"], tuned, more = guarded(guard["trust"], got, tuned)
+            metrics = metrics | more
+        return new, ServerStep(tuned, metrics, (out.x, out.y), out.sources, out.left_out)

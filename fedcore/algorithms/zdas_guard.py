@@ -1,0 +1,96 @@
+"""ZDAS's guard (``zdas.guard``): the clients say whether the server's fine-tuning helps them,
+and the server scales the fine-tuning's step by how far it is trusted.
+
+From the second round on, every train message carries last round's plain average (the
+model before fine-tuning) besides the global model, which is that average moved by
+``trust`` of the fine-tuning's step. Before training, a client scores both on its own
+samples (mean cross-entropy, eval mode) and replies the two losses. The server takes their
+example-weighted means: where the global model's is the lower, the fine-tuning helped these
+clients and the trust doubles (at most 1); else it halves (at least :data:`MIN_TRUST`).
+The round's global model is then its average plus ``trust`` times the fine-tuning's step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from fedcore.algorithms.base import ClientRound, LocalPlan, Received
+from fedcore.data import ArrayDataset
+from fedcore.protocol import GUARD_GLOBAL_LOSS, GUARD_PLAIN_LOSS, TrainReply, number
+from fedcore.training import evaluate
+from fedcore.types import StateDict
+
+MIN_TRUST = 1.0 / 16  # the trust never drops below this share of the fine-tuning's step
+
+
+def blend(plain: StateDict, tuned: StateDict, trust: float) -> StateDict:
+    """``plain + trust * (tuned - plain)`` for floating entries (in float64, cast back);
+    the others (BatchNorm's batch counters) from ``tuned``."""
+    if trust == 1.0:
+        return tuned
+    out: StateDict = {}
+    for k, t in tuned.items():
+        if not t.is_floating_point():
+            out[k] = t
+            continue
+        p = plain[k].double()
+        out[k] = (p + trust * (t.double() - p)).to(t.dtype)
+    return out
+
+
+def next_trust(trust: float, losses: tuple[float, float] | None) -> float:
+    """Doubled (at most 1) when the global model's loss is at most the plain average's,
+    halved (at least :data:`MIN_TRUST`) when above; unchanged without scores."""
+    if losses is None:
+        return trust
+    global_loss, plain_loss = losses
+    return min(1.0, 2 * trust) if global_loss <= plain_loss else max(MIN_TRUST, trust / 2)
+
+
+def scores(replies: Sequence[TrainReply]) -> tuple[float, float] | None:
+    """The example-weighted mean (global, plain) loss over the replies that carry two finite
+    losses >= 0; None when none does."""
+    usable = [r for r in replies if _usable(r.metrics)]
+    if not usable:
+        return None
+    w = [float(r.num_examples) for r in usable]
+    g = np.average([float(r.metrics[GUARD_GLOBAL_LOSS]) for r in usable], weights=w)
+    p = np.average([float(r.metrics[GUARD_PLAIN_LOSS]) for r in usable], weights=w)
+    return float(g), float(p)
+
+
+def guarded(
+    trust: float, got: Received, tuned: StateDict
+) -> tuple[dict[str, Any], StateDict, dict[str, float]]:
+    """The guard's next state (trust from the replies' scores, this round's average), the
+    average moved by that trust of the step to ``tuned``, and the metrics."""
+    scored = scores(got.replies)
+    trust = next_trust(trust, scored)
+    metrics = {"zdas-trust": trust}
+    if scored is not None:
+        metrics["zdas-guard-delta"] = scored[0] - scored[1]  # < 0: the fine-tuning helped
+    state = {"trust": trust, "plain": got.averaged}
+    return state, blend(got.averaged, tuned, trust), metrics
+
+
+def _usable(metrics: dict[str, Any]) -> bool:
+    vals = (metrics.get(GUARD_GLOBAL_LOSS), metrics.get(GUARD_PLAIN_LOSS))
+    return all(isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in vals)
+
+
+def client_scores(rnd: ClientRound, plan: LocalPlan, plain: StateDict) -> None:
+    """Put the received global model's and ``plain``'s mean cross-entropy on this client's
+    own samples into the reply's metrics (before training)."""
+    real, n, s = plan.data.own_samples, plan.data.num_real, rnd.spec
+    own = ArrayDataset(real.x[:n], real.y[:n], s.mean, s.std, s.classes)
+    was_training = rnd.model.training
+    other = copy.deepcopy(rnd.model)
+    other.load_state_dict(plain)
+    for key, model in ((GUARD_GLOBAL_LOSS, rnd.model), (GUARD_PLAIN_LOSS, other)):
+        plan.metrics[key] = number(evaluate(model, own, device=rnd.device)["loss"])
+    rnd.model.train(was_training)
