@@ -51,6 +51,8 @@ LEGACY_GOLDEN = "2e064316ea81adfe"
 # (the golden numbers and `studies.paths` unchanged): left out of the stamp at that value,
 # so that adding a switched-off option leaves every cell current.
 ADDED_OFF: dict[str, dict[str, object]] = {"zdas": {"guard": False}}
+# Round metrics a core-loop cell keeps per round where the run reports them (ZDAS's guard)
+TRACED = ("zdas-trust", "zdas-guard-delta")
 Runner = Callable[["Cell", Path], dict]
 
 
@@ -174,7 +176,10 @@ def core_run(
     t0 = time.perf_counter()
     fed = build_federation(cfg)
     accuracy, loss, seconds, left_out = [], [], [], []
+    traced: dict[str, list[float | None]] = {k: [] for k in TRACED}
     for r in run_rounds(cfg, fed, device):
+        for k, values in traced.items():
+            values.append(r.metrics.get(k))
         ev = evaluate(r.model, fed.test, device=device)
         accuracy.append(float(ev["accuracy"]))
         loss.append(float(ev["loss"]))
@@ -187,21 +192,25 @@ def core_run(
         float(evaluate(r.model, fed.client_datasets(pid)[1], device=device)["accuracy"])
         for pid in range(cfg.num_clients)
     ]
-    return {
-        "command": keys,
-        "path": "core round loop (benchmarks.harness)",
-        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "platform": platform_info(),
-        "final_accuracy": accuracy[-1],
-        "accuracy_per_round": accuracy,
-        "loss_per_round": loss,
-        "round_seconds": seconds,
-        "seconds_per_round": float(np.mean(seconds)),
-        "wall_seconds": time.perf_counter() - t0,
-        **fairness_summary(clients_acc),
-        "client_accuracies": clients_acc,
-    } | _attack_record(cfg, left_out)
+    return (
+        {
+            "command": keys,
+            "path": "core round loop (benchmarks.harness)",
+            "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+            "torch": torch.__version__,
+            "platform": platform_info(),
+            "final_accuracy": accuracy[-1],
+            "accuracy_per_round": accuracy,
+            "loss_per_round": loss,
+            "round_seconds": seconds,
+            "seconds_per_round": float(np.mean(seconds)),
+            "wall_seconds": time.perf_counter() - t0,
+            **fairness_summary(clients_acc),
+            "client_accuracies": clients_acc,
+        }
+        | {k: v for k, v in traced.items() if any(x is not None for x in v)}
+        | _attack_record(cfg, left_out)
+    )
 
 
 def _attack_record(cfg: ExperimentConfig, left_out: list[dict]) -> dict:
