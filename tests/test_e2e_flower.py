@@ -75,11 +75,15 @@ def test_zda_simulation_inverts_on_both_sides(tmp_path):
         "data.train_subset=1500 data.test_subset=500 partition.client_test_size=200 "
         "zdac.start_round=1 zdac.budget=0.1 zdac.inversion.steps=20 zdac.inversion.warm_steps=5 "
         "zdas.samples_per_client=20 zdas.share_label_counts=true zdas.inversion.steps=20 "
-        "zdas.inversion.warm_steps=5 name=e2e-zda output.leakage=true",
+        "zdas.inversion.warm_steps=5 name=e2e-zda output.leakage=true zdas.guard=true",
         num_supernodes=3,
     )
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [1, 2]
+    # the guard: round 2's clients scored the global model and round 1's plain average
+    assert "train_zdas_guard_global_loss" not in rows[0] and rows[0]["train_zdas_trust"] == 1.0
+    assert rows[1]["train_zdas_guard_global_loss"] >= 0 <= rows[1]["train_zdas_guard_plain_loss"]
+    assert rows[1]["train_zdas_trust"] in (0.5, 1.0)
     for r in rows:
         assert r["train_zdas_samples"] == 60  # 3 client models x 20 samples
         assert r["train_syn_count"] > 0  # every client augmented its data
