@@ -151,9 +151,9 @@ def headline(rows: list[dict]) -> list[str]:
         d = [(last10(x) - last10(c)) * 100 for x, c in pairs]
         mean = float(np.mean(d))
         verdict = ("met" if mean >= -2 else "missed") if rob else "(stated beside)"
-        seeds = " / ".join(f"{v:+.1f}" for v in d)
-        lines.append(f"| {m}{ROBUST[m][0] if rob else ''} | {a} | {seeds} ({len(d)} seeds) "
-                     f"| {mean:+.1f} | {verdict} |")  # fmt: skip
+        seeds = " / ".join(f"{v:+.1f}" for v in d) + (f" ({len(d)} seeds)" if len(d) > 1 else "")
+        lines.append(f"| {m}{ROBUST[m][0] if rob else ''} | {a} | {seeds} "
+                     f"| {mean:+.2f} | {verdict} |")  # fmt: skip
     return lines
 
 
