@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import hashlib
 import json
 import shutil
@@ -32,6 +33,7 @@ import torch
 from fedcore import reproducible
 from fedcore.algorithms import SECTIONS, resolve
 from fedcore.config import ConfigError, ExperimentConfig, load_config
+from fedcore.experiment import ADDED_OFF
 from fedcore.federation import build_federation
 from fedcore.metrics import fairness_summary
 from fedcore.provenance import platform_info
@@ -47,10 +49,6 @@ FULL = ("fashion-mnist", "full")  # the built-in training set, or all of it as a
 # The golden numbers when stamps were introduced (8c216eb): cells saved before then carry
 # no stamp and are accepted only while the code still gives these numbers.
 LEGACY_GOLDEN = "2e064316ea81adfe"
-# Keys added after stamps came in, with the value that runs exactly as before they existed
-# (the golden numbers and `studies.paths` unchanged): left out of the stamp at that value,
-# so that adding a switched-off option leaves every cell current.
-ADDED_OFF: dict[str, dict[str, object]] = {"zdas": {"guard": False}}
 # Round metrics a core-loop cell keeps per round where the run reports them (ZDAS's guard)
 TRACED = ("zdas-trust", "zdas-guard-delta")
 Runner = Callable[["Cell", Path], dict]
@@ -104,9 +102,11 @@ def used(cfg: ExperimentConfig) -> dict:
     an unused method changes no cell) and less keys added since stamps at their off value."""
     own = {c.section for c in resolve(cfg.algorithm) if c.Config is not None}
     out = {k: v for k, v in cfg.to_dict().items() if k not in SECTIONS or k in own}
-    for section, off in ADDED_OFF.items():
-        if section in out:
-            out[section] = {k: v for k, v in out[section].items() if k not in off or off[k] != v}
+    for key, off in ADDED_OFF.items():  # added since stamps came in, switched off
+        *path, last = key.split(".")
+        inner = functools.reduce(lambda d, k: d.get(k, {}), path, out)
+        if last in inner and inner[last] == off:
+            del inner[last]
     return out
 
 

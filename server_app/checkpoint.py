@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fedcore.experiment import ADDED_OFF
 from fedcore.rundir import atomic_torch_save
 
 CHECKPOINT = "checkpoint.pt"
@@ -45,7 +46,9 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
-            if f"{prefix}{k}" in RESUMABLE_CHANGES:
+            key = f"{prefix}{k}"
+            added_off = k not in a and key in ADDED_OFF and b.get(k) == ADDED_OFF[key]
+            if key in RESUMABLE_CHANGES or added_off:  # added since the checkpoint, off
                 continue
             out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
         return out

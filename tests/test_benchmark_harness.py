@@ -178,10 +178,11 @@ def test_every_cell_of_every_set_is_a_valid_run_config(name):
 def test_a_key_added_switched_off_leaves_stamps_alone():
     """``ADDED_OFF``: a key added after stamps, at its off value, is not part of the stamp
     (the cells ran exactly so before it existed); switched on, it is."""
-    from benchmarks.harness import ADDED_OFF, Cell, config_of, stamp, used
+    from benchmarks.harness import Cell, config_of, stamp, used
+    from fedcore.experiment import ADDED_OFF
 
     zdas = "algorithm=zdas+scaffold seed=1"
-    assert "guard" not in used(config_of(zdas, 100))["zdas"] and ADDED_OFF["zdas"]["guard"] is False
+    assert "guard" not in used(config_of(zdas, 100))["zdas"] and ADDED_OFF["zdas.guard"] is False
     assert "finetune_lr" in used(config_of(zdas, 100))["zdas"]  # every other key stays
     on = Cell(f"{zdas} zdas.guard=true", 100)
     assert stamp(Cell(zdas, 100)) == stamp(Cell(f"{zdas} zdas.guard=false", 100)) != stamp(on)

@@ -137,3 +137,14 @@ def test_corrupt_missing_or_mismatched_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match=r"train\.lr: checkpoint 0\.01 vs now 0\.05"):
         load_checkpoint(tmp_path, other.to_dict())
     assert load_checkpoint(tmp_path, load_config(None, "rounds=9").to_dict())["round"] == 1
+
+
+def test_a_checkpoint_from_before_an_added_key_resumes_with_it_off(tmp_path):
+    """A key added since (``ADDED_OFF``): its absence reads as its off value."""
+    old = load_config(None, "algorithm=zdas").to_dict()
+    del old["zdas"]["guard"]  # as saved before zdas.guard existed
+    save_checkpoint(tmp_path, round=1, state={}, strategy={}, rows=[], config=old)
+    assert load_checkpoint(tmp_path, load_config(None, "algorithm=zdas").to_dict())["round"] == 1
+    on = load_config(None, "algorithm=zdas zdas.guard=true").to_dict()
+    with pytest.raises(CheckpointError, match=r"zdas\.guard: checkpoint None vs now True"):
+        load_checkpoint(tmp_path, on)

@@ -424,8 +424,8 @@ class Zdas(Algorithm):
         return banks | ({"guard": {"trust": 1.0}} if self.cfg.guard else {})
 
     def train_arrays(self, state: State, server_round: int) -> dict[str, StateDict]:
-        plain = state.get("guard", {}).get("plain")
-        return {ZDAS_PLAIN: plain} if plain is not None else {}
+        plain = state.get("guard", {}).get("plain")  # scored only where it fine-tunes
+        return {ZDAS_PLAIN: plain} if plain is not None and self.cfg.active(server_round) else {}
 
     def train_config(self, server_round: int) -> dict[str, Any]:
         return {SHARE_LABEL_COUNTS: True} if self.cfg.share_label_counts else {}
@@ -433,8 +433,8 @@ class Zdas(Algorithm):
     def apply(self, state: State, got: Received) -> tuple[State, ServerStep]:
         rnd, guard = got.server_round, state.get("guard")
         if not self.cfg.active(rnd):  # the global model is the average: nothing to score
-            return state | ({"guard": {"trust": guard["trust"]}} if guard else {}), ServerStep(
-                got.averaged)  # fmt: skip
+            kept = {"guard": {"trust": guard["trust"]}} if guard else {}
+            return state | kept, ServerStep(got.averaged)
         s, banks = self.setup, banks_from_state(state, self.cfg.bank_per_class)
         clients = [(r.partition_id, r.state, r.label_counts) for r in got.replies]
         out = zdas_round(

@@ -4,10 +4,12 @@ and the server scales the fine-tuning's step by how far it is trusted.
 From the second round on, every train message carries last round's plain average (the
 model before fine-tuning) besides the global model, which is that average moved by
 ``trust`` of the fine-tuning's step. Before training, a client scores both on its own
-samples (mean cross-entropy, eval mode) and replies the two losses. The server takes their
-example-weighted means: where the global model's is the lower, the fine-tuning helped these
-clients and the trust doubles (at most 1); else it halves (at least :data:`MIN_TRUST`).
-The round's global model is then its average plus ``trust`` times the fine-tuning's step.
+samples (mean cross-entropy, eval mode) and replies the two losses. The server takes the
+median over the clients of the difference (global minus plain; unweighted, so that no one
+client, nor an inflated example count, decides): below 0 the fine-tuning helped these
+clients and the trust doubles (at most 1); above 0 it halves (at least :data:`MIN_TRUST`);
+at 0 (two equal models, e.g. after a gated round) it stays. The round's global model is
+then its average plus ``trust`` times the fine-tuning's step.
 """
 
 from __future__ import annotations
@@ -43,25 +45,23 @@ def blend(plain: StateDict, tuned: StateDict, trust: float) -> StateDict:
     return out
 
 
-def next_trust(trust: float, losses: tuple[float, float] | None) -> float:
-    """Doubled (at most 1) when the global model's loss is at most the plain average's,
-    halved (at least :data:`MIN_TRUST`) when above; unchanged without scores."""
-    if losses is None:
+def next_trust(trust: float, delta: float | None) -> float:
+    """Doubled (at most 1) when the clients' median loss difference ``delta`` (global minus
+    plain) is below 0, halved (at least :data:`MIN_TRUST`) above 0; else unchanged."""
+    if delta is None or delta == 0:
         return trust
-    global_loss, plain_loss = losses
-    return min(1.0, 2 * trust) if global_loss <= plain_loss else max(MIN_TRUST, trust / 2)
+    return min(1.0, 2 * trust) if delta < 0 else max(MIN_TRUST, trust / 2)
 
 
-def scores(replies: Sequence[TrainReply]) -> tuple[float, float] | None:
-    """The example-weighted mean (global, plain) loss over the replies that carry two finite
-    losses >= 0; None when none does."""
-    usable = [r for r in replies if _usable(r.metrics)]
-    if not usable:
-        return None
-    w = [float(r.num_examples) for r in usable]
-    g = np.average([float(r.metrics[GUARD_GLOBAL_LOSS]) for r in usable], weights=w)
-    p = np.average([float(r.metrics[GUARD_PLAIN_LOSS]) for r in usable], weights=w)
-    return float(g), float(p)
+def median_delta(replies: Sequence[TrainReply]) -> float | None:
+    """The median over the replies that carry two finite losses >= 0 of (global - plain);
+    None when none does."""
+    deltas = [
+        float(r.metrics[GUARD_GLOBAL_LOSS]) - float(r.metrics[GUARD_PLAIN_LOSS])
+        for r in replies
+        if _usable(r.metrics)
+    ]
+    return float(np.median(deltas)) if deltas else None
 
 
 def guarded(
@@ -69,18 +69,19 @@ def guarded(
 ) -> tuple[dict[str, Any], StateDict, dict[str, float]]:
     """The guard's next state (trust from the replies' scores, this round's average), the
     average moved by that trust of the step to ``tuned``, and the metrics."""
-    scored = scores(got.replies)
-    trust = next_trust(trust, scored)
+    delta = median_delta(got.replies)
+    trust = next_trust(trust, delta)
     metrics = {"zdas-trust": trust}
-    if scored is not None:
-        metrics["zdas-guard-delta"] = scored[0] - scored[1]  # < 0: the fine-tuning helped
+    if delta is not None:
+        metrics["zdas-guard-delta"] = delta  # < 0: the fine-tuning helped most clients
     state = {"trust": trust, "plain": got.averaged}
     return state, blend(got.averaged, tuned, trust), metrics
 
 
 def _usable(metrics: dict[str, Any]) -> bool:
     vals = (metrics.get(GUARD_GLOBAL_LOSS), metrics.get(GUARD_PLAIN_LOSS))
-    return all(isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in vals)
+    numbers = [v for v in vals if isinstance(v, int | float) and not isinstance(v, bool)]
+    return len(numbers) == 2 and all(math.isfinite(v) and v >= 0 for v in numbers)
 
 
 def client_scores(rnd: ClientRound, plan: LocalPlan, plain: StateDict) -> None:
