@@ -141,3 +141,31 @@ def test_peers_holding_a_class_disown_a_liars_samples():
     assert peer_agreement([honest] * 4, [None] * 4, x, y.repeat(4), sources, "cpu") is None
     alone = [np.eye(classes)[k] for k in range(4)]  # nobody else holds a source's class
     assert set(peer_agreement([honest] * 4, alone, x, y.repeat(4), sources, "cpu")) == {1, 2, 5, 9}
+
+
+def test_a_zdas_round_with_the_screen_leaves_out_the_reversed_model():
+    """The screen inside a ZDAS round: three models step one way from the sent model, the
+    fourth the opposite way; it is left out, its samples are gone from the round's set, and
+    the metric counts it."""
+    from fedcore.algorithms.zdas import ZdasConfig, zdas_round
+    from inversion import InversionConfig, OwnBanks
+
+    torch.manual_seed(0)
+    make = functools.partial(build_model, "cnn", 1, 10)
+    sent = make().state_dict()
+    names = tuple(n for n, _ in make().named_parameters())
+    step = {n: 0.05 * torch.randn_like(sent[n]) for n in names}
+
+    def moved(sign: float) -> dict:
+        noise = {n: 0.01 * torch.randn_like(sent[n]) for n in names}
+        return {k: v + sign * step[k] + noise[k] if k in step else v for k, v in sent.items()}
+
+    models = [moved(1.0), moved(1.0), moved(1.0), moved(-1.0)]
+    averaged = {k: sum(m[k] for m in models) / 4 if k in step else v for k, v in sent.items()}
+    cfg = ZdasConfig(samples_per_client=10, screen=3.0, finetune_epochs=1,
+                     inversion=InversionConfig(steps=5))  # fmt: skip
+    clients = [(p, m, None) for p, m in enumerate(models)]
+    out = zdas_round(make, averaged, clients, cfg, OwnBanks(), 1, _federation().train.spec,
+                     sent=sent, param_names=names)  # fmt: skip
+    assert out.left_out == (3,) and out.metrics["zdas-screened"] == 1
+    assert 3 not in out.sources.tolist() and len(out.y) == 3 * 10

@@ -36,7 +36,7 @@ from fedcore.algorithms.base import (
     inversion_side_problems,
 )
 from fedcore.algorithms.zdas_guard import client_scores, guarded
-from fedcore.algorithms.zdas_screen import agreement, peer_agreement, screen, update_cosines
+from fedcore.algorithms.zdas_screen import screen_models
 from fedcore.data import ArrayDataset, DataSpec
 from fedcore.losses import Objective, sgd_train
 from fedcore.protocol import LABEL_COUNTS, SHARE_LABEL_COUNTS, ZDAS_PLAIN, number
@@ -359,12 +359,8 @@ def zdas_round(
     metrics = inv.metrics | {"zdas-average-acc": known, "zdas-gated": float(gated)}
     left_out: list[int] = []
     if cfg.screen > 0:
-        counts = [c[2] for c in clients]
-        agreed = peer_agreement(inv.teachers, counts, inv.x, inv.y, inv.sources, device)
-        agreed = agreed or agreement(student, inv.x, inv.y, inv.sources, device)
-        models = {c[0]: c[1] for c in clients}
-        cosines = update_cosines(sent, averaged, models, param_names) if sent else None
-        left_out = screen(inv.bn_losses, agreed, cfg.screen, cosines)
+        left_out = screen_models(inv, clients, student, averaged, cfg.screen, device, sent,
+                                 param_names)  # fmt: skip
         inv, metrics["zdas-screened"] = inv.without(left_out), float(len(left_out))
         clients = [c for c in clients if c[0] not in left_out]
     if gated:

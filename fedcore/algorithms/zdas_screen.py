@@ -18,10 +18,13 @@ well (a reversed update; levers.md, screen v3).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
+
+from fedcore.types import StateDict
 
 BN_FLOOR = 0.1  # the BN-loss scale is at least this share of the median (all alike: no flags)
 AGREEMENT_FLOOR = 0.05  # the agreement scale is at least 5 points
@@ -123,3 +126,34 @@ def screen(
     return sorted(
         k for k in bn_losses if z_bn[k] > threshold or z_agree[k] < -threshold or k in away
     )
+
+
+class Inversions(Protocol):
+    """What the screen reads of a round's inversions (ZDAS's ``Inverted``)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    sources: torch.Tensor
+    teachers: list[nn.Module]
+    bn_losses: dict[int, float]
+
+
+def screen_models(
+    inv: Inversions,
+    clients: Sequence[tuple[int, StateDict, np.ndarray | None]],
+    student: nn.Module,
+    averaged: StateDict,
+    threshold: float,
+    device: torch.device | str,
+    sent: StateDict | None,
+    param_names: Sequence[str],
+) -> list[int]:
+    """The client models (partitions) the screen leaves out of this round: peers'
+    agreement (or, without label counts, the aggregate's), BN loss, and with ``sent`` the
+    update's direction."""
+    counts = [c[2] for c in clients]
+    agreed = peer_agreement(inv.teachers, counts, inv.x, inv.y, inv.sources, device)
+    agreed = agreed or agreement(student, inv.x, inv.y, inv.sources, device)
+    models = {c[0]: c[1] for c in clients}
+    cosines = update_cosines(sent, averaged, models, param_names) if sent else None
+    return screen(inv.bn_losses, agreed, threshold, cosines)
