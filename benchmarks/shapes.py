@@ -85,7 +85,7 @@ def markdown(rows: list[dict]) -> str:
                 f"| {np.mean([last10(y) for y in z]) * 100:.1f} "
                 f"| {' / '.join(f'{v * 100:+.1f}' for v in d)} "
                 f"| {' / '.join(f'{v * 100:+.1f}' for v in w)} | {'met' if ok else 'missed'} "
-                f"({len(both)} seeds) |"
+                f"({len(both)} seed{'s' if len(both) > 1 else ''}) |"
             )
     return "\n".join(lines) + "\n"
 
