@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedcore.data import DataSpec
+from fedcore.data import ArrayDataset, DataSpec
 from fedcore.losses import LocalData
 from fedcore.models import has_batchnorm
-from fedcore.training import LogitAdjust, Term, TrainConfig, TrainStats
+from fedcore.training import LogitAdjust, Term, TrainConfig, TrainStats, evaluate
 from fedcore.types import StateDict
 
 State = dict[str, Any]  # an algorithm's server state: made by init, passed in and out of steps
@@ -98,6 +98,18 @@ class ClientRound:
     arrays: dict[str, StateDict]  # extra ArrayRecords the server sent
     state: dict[str, StateDict]  # this client's persistent state (read and written by hooks)
     device: torch.device
+
+
+def own_loss(rnd: ClientRound, plan: LocalPlan, model: nn.Module | None = None) -> float:
+    """The mean cross-entropy of ``model`` (the received global model when None) on this
+    client's own samples; the received model keeps its train/eval mode."""
+    real, n, s = plan.data.own_samples, plan.data.num_real, rnd.spec
+    own = ArrayDataset(real.x[:n], real.y[:n], s.mean, s.std, s.classes)
+    was_training = rnd.model.training
+    loss = evaluate(model or rnd.model, own, device=rnd.device)["loss"]
+    rnd.model.train(was_training)
+    assert isinstance(loss, float)
+    return loss
 
 
 @dataclass

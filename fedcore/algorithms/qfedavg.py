@@ -36,10 +36,10 @@ from fedcore.algorithms.base import (
     ServerSetup,
     ServerStep,
     State,
+    own_loss,
 )
-from fedcore.data import ArrayDataset
-from fedcore.protocol import QFFL_ASK, QFFL_LOSS, QFFL_STEP, number
-from fedcore.training import TrainStats, evaluate, sgd_reach
+from fedcore.protocol import QFFL_ASK, QFFL_LOSS, QFFL_STEP
+from fedcore.training import TrainStats, sgd_reach
 from fedcore.types import StateDict
 
 EPS = 1e-10  # keeps F_k^(q-1) finite for a client with zero loss
@@ -83,11 +83,7 @@ class LossHook(ClientHook):
     after training the effective step size of its local SGD."""
 
     def before(self, rnd: ClientRound, plan: LocalPlan) -> None:
-        real, n, s = plan.data.own_samples, plan.data.num_real, rnd.spec
-        own = ArrayDataset(real.x[:n], real.y[:n], s.mean, s.std, s.classes)
-        was_training = rnd.model.training
-        plan.metrics[QFFL_LOSS] = number(evaluate(rnd.model, own, device=rnd.device)["loss"])
-        rnd.model.train(was_training)
+        plan.metrics[QFFL_LOSS] = own_loss(rnd, plan)
 
     def after(self, rnd: ClientRound, stats: TrainStats, plan: LocalPlan) -> None:
         t = rnd.train

@@ -21,10 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from fedcore.algorithms.base import ClientRound, LocalPlan, Received
-from fedcore.data import ArrayDataset
-from fedcore.protocol import GUARD_GLOBAL_LOSS, GUARD_PLAIN_LOSS, TrainReply, number
-from fedcore.training import evaluate
+from fedcore.algorithms.base import ClientRound, LocalPlan, Received, own_loss
+from fedcore.protocol import GUARD_GLOBAL_LOSS, GUARD_PLAIN_LOSS, TrainReply
 from fedcore.types import StateDict
 
 MIN_TRUST = 1.0 / 16  # the trust never drops below this share of the fine-tuning's step
@@ -87,11 +85,7 @@ def _usable(metrics: dict[str, Any]) -> bool:
 def client_scores(rnd: ClientRound, plan: LocalPlan, plain: StateDict) -> None:
     """Put the received global model's and ``plain``'s mean cross-entropy on this client's
     own samples into the reply's metrics (before training)."""
-    real, n, s = plan.data.own_samples, plan.data.num_real, rnd.spec
-    own = ArrayDataset(real.x[:n], real.y[:n], s.mean, s.std, s.classes)
-    was_training = rnd.model.training
     other = copy.deepcopy(rnd.model)
     other.load_state_dict(plain)
-    for key, model in ((GUARD_GLOBAL_LOSS, rnd.model), (GUARD_PLAIN_LOSS, other)):
-        plan.metrics[key] = number(evaluate(model, own, device=rnd.device)["loss"])
-    rnd.model.train(was_training)
+    plan.metrics[GUARD_GLOBAL_LOSS] = own_loss(rnd, plan)
+    plan.metrics[GUARD_PLAIN_LOSS] = own_loss(rnd, plan, other)
