@@ -37,14 +37,43 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Two tiers: without --slow the tests marked ``slow`` are skipped, naming the flag."""
+    """Two tiers: without --slow the tests marked ``slow`` are skipped, naming the flag; with
+    it, the slow tests are ordered for the workers (:func:`_balance`)."""
     if config.getoption("--slow"):
+        items[:] = _balance(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
         return
     skip = pytest.mark.skip(reason=SLOW_REASON)
     for item in items:
         if item.get_closest_marker("slow") is not None:
             item.add_marker(skip)
 
+
+def _seconds(item: pytest.Item) -> float:
+    mark = item.get_closest_marker("slow")
+    return float(mark.kwargs.get("seconds", 0)) if mark is not None else 0.0
+
+
+def _balance(items: list[pytest.Item], workers: int) -> list[pytest.Item]:
+    """The items as ``workers`` contiguous shares of the sizes pytest-xdist's worksteal
+    splits the list into, each share longest first: ranks by ``slow(seconds=...)`` dealt in
+    snake order (0 1 1 0 0 1 ..., skipping full shares), so the shares take about equal time
+    and the short tests come last, where an idle worker steals them. Ties keep collection
+    order."""
+    if workers < 2:
+        return items
+    sizes, left = [], len(items)
+    for i in range(workers):  # worksteal: each idle node takes len(pending) // nodes_left
+        sizes.append(left // (workers - i))
+        left -= sizes[-1]
+    snake = [*range(workers), *reversed(range(workers))]
+    shares: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    turn = 0
+    for item in sorted(items, key=_seconds, reverse=True):  # stable
+        while len(shares[snake[turn % len(snake)]]) == sizes[snake[turn % len(snake)]]:
+            turn += 1
+        shares[snake[turn % len(snake)]].append(item)
+        turn += 1
+    return [item for share in shares for item in share]
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
     """Write a uint8 array as an IDX file (optionally gzipped)."""

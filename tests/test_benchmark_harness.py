@@ -51,7 +51,7 @@ def test_targets_say_met_or_by_how_much_missed():
     )
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=55)
 @pytest.mark.e2e
 def test_quick_matrix_runs_resumes_and_reports(tmp_path):
     cells = "fedavg-c1-s0,centralized-all-s0"  # the Flower and the centralized runner

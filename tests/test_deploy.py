@@ -77,7 +77,7 @@ def test_commands_default_to_tls_and_node_auth(tmp_path):
     assert "partition-id" not in cmd
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=175)
 def test_fedavg_sites_deployment_gives_the_simulations_numbers(tmp_path, monkeypatch):
     """Loopback SuperLink + one SuperNode per site file (TLS, node auth), the server holding
     only test.npz: the simulation's numbers of the same partitions (the core round loop,
@@ -113,7 +113,7 @@ def _core_numbers(keys: str, clients: int) -> tuple[list, list]:
     return accuracy, clients_acc
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=150)
 def test_zda_sites_across_hosts_give_the_simulations_numbers(tmp_path, monkeypatch, hosts):
     """The multi-host recipe: a SuperLink host and three SuperNode hosts (network
     namespaces on a private bridge where root allows, else loopback), each SuperNode host

@@ -56,7 +56,7 @@ def test_fedavg_simulation_writes_a_complete_run_directory(tmp_path):
     assert {"round", "global_accuracy", "client_acc_std", "client_acc_worst10"} <= set(header)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=35)
 def test_wrong_node_count_fails_with_the_fix(tmp_path):
     with pytest.raises(AssertionError, match="num-supernodes=2"):
         flwr_run(
@@ -67,7 +67,7 @@ def test_wrong_node_count_fails_with_the_fix(tmp_path):
         )
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=50)
 def test_zda_simulation_inverts_on_both_sides(tmp_path):
     run = flwr_run(
         tmp_path,
@@ -104,7 +104,7 @@ def test_zda_simulation_inverts_on_both_sides(tmp_path):
     assert "round002_leakage.png" in images
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=45)
 def test_a_failed_run_exits_non_zero(tmp_path):
     """`flwr run --stream` exits 0 whatever the run did; the wrappers read the run's status."""
     proc = simulate("rounds=1 data.path=/nonexistent/fmnist", 2, tmp_path / "home", timeout=240)
@@ -135,7 +135,7 @@ SECURE = (
 )
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=110)
 def test_secure_aggregation_gives_the_plain_average(tmp_path):
     """ZDAC under SecAgg+ ends where plain ZDAC does (same clients, seeds and client pools),
     up to the quantisation of the masked sums: the server never sees one client's model."""

@@ -29,7 +29,7 @@ def _rows(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=70)
 @pytest.mark.e2e
 def test_bad_updates_are_refused_and_never_averaged(tmp_path):
     kinds = "nan,inf,shape,dtype,missing_key,extra_key,num_examples"
@@ -51,7 +51,7 @@ def test_bad_updates_are_refused_and_never_averaged(tmp_path):
         assert any(needle in line for line in refused), needle
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=180)
 @pytest.mark.e2e
 def test_killed_supernode_round_finishes_with_remaining_replies(tmp_path):
     dep = Deployment(
@@ -90,7 +90,7 @@ def test_killed_supernode_round_finishes_with_remaining_replies(tmp_path):
     assert re.search(r"refused train reply from node \d+: client error", flwr_log)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=130)
 @pytest.mark.e2e
 def test_resumed_run_equals_uninterrupted_run_and_samples_the_same(tmp_path):
     """ZDAS on 10 clients, 3 sampled per round: a run stopped after round 2 and resumed ends

@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks.golden import GOLDEN, METHODS, flower, numbers
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow(seconds=135)]
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -275,7 +275,7 @@ def test_zdas_gate_accuracy_must_be_a_share():
     ]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=65)
 def test_zdas_beats_plain_average_on_c1(fmnist):
     """#C=1: 10 single-class clients; fine-tuning on inverted samples must beat the average."""
     rng = np.random.default_rng(0)

@@ -58,7 +58,7 @@ def test_without_batchnorm_inversion_must_be_asked_for_explicitly():
     assert _rounds(f"{mlp} algorithm=zda zdac.inversion.bn=0 zdas.inversion.bn=0") > 0.2
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=55)
 def test_own_model_through_flower(tmp_path):
     run = flwr_run(
         tmp_path,
