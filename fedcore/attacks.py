@@ -26,14 +26,10 @@ class AttackConfig:
     """Poisoned but well-formed updates from a fixed, seeded share of the clients, every
     round they are sampled (for robustness tests and tables; off by default)."""
 
-    kind: str = (
-        "none"  # none, sign_flip, scale, label_flip (trains on y -> C-1-y), random, inflate_count
-    )
+    kind: str = "none"  # or sign_flip, scale, label_flip (y -> C-1-y), random, inflate_count
     share: float = 0.2  # the share of clients that attack (chosen once per run from the seed)
     scale: float = 10.0  # kind=scale: the update is multiplied by this
-    count_factor: float = (
-        100.0  # kind=inflate_count: the claimed example count is this times the true one
-    )
+    count_factor: float = 100.0  # inflate_count: claims this times its true example count
 
     def problems(self, prefix: str) -> list[str]:
         checks = [

@@ -207,7 +207,7 @@ class ExperimentBase:
     name: str = "fmnist-dir0.1"  # part of the run directory's name
     seed: int = 0  # seeds the initial model, subsets, partitions, sampling and training
     rounds: int = 20  # federated rounds to run
-    algorithm: str = "fedavg"  # fedavg fedprox scaffold qfedavg fedlc zdac zdas zda; join with +
+    algorithm: str = "fedavg"  # or several joined with +: zdas+scaffold (docs/architecture.md)
     data: DataConfig = field(default_factory=DataConfig)
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

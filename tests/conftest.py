@@ -75,6 +75,7 @@ def _balance(items: list[pytest.Item], workers: int) -> list[pytest.Item]:
         turn += 1
     return [item for share in shares for item in share]
 
+
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
     """Write a uint8 array as an IDX file (optionally gzipped)."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(

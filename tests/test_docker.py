@@ -142,7 +142,7 @@ def test_loopback_rewrite_keeps_the_demo_but_joins_the_host_network():
     assert "/tmp/cli/config.toml:/flwr-cli/config.toml:ro" in run["volumes"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=900)  # builds an image: first when opted in
 @pytest.mark.skipif(
     os.environ.get("FEDZDA_DOCKER_SELFTEST") != "1",
     reason="opt-in (FEDZDA_DOCKER_SELFTEST=1, root): builds the image, runs the compose demo",
