@@ -11,7 +11,14 @@ import torch
 from fedcore.algorithms import resolve
 from fedcore.algorithms.base import Received
 from fedcore.algorithms.zdas import Inverted
-from fedcore.algorithms.zdas_screen import peer_agreement, robust_z, screen, update_cosines
+from fedcore.algorithms.zdas_screen import (
+    claimed_accuracy,
+    peer_agreement,
+    robust_z,
+    screen,
+    update_cosines,
+    votes_of,
+)
 from fedcore.config import ConfigError, load_config
 from fedcore.federation import build_federation
 from fedcore.models import build_model
@@ -135,12 +142,35 @@ def test_peers_holding_a_class_disown_a_liars_samples():
     eye = torch.eye(classes)
     x = torch.cat([eye[y], eye[y], eye[y], eye[classes - 1 - y]])  # source 9 lies
     sources = torch.tensor([1] * 8 + [2] * 8 + [5] * 8 + [9] * 8)
-    counts = [np.ones(classes)] * 4
-    agreed = peer_agreement([honest] * 4, counts, x, y.repeat(4), sources, "cpu")
+    votes = votes_of([honest] * 4, x, y.repeat(4), "cpu")
+    agreed = peer_agreement(votes, torch.ones(4, classes, dtype=torch.bool), y.repeat(4), sources)
     assert agreed == {1: 1.0, 2: 1.0, 5: 1.0, 9: 0.0}
-    assert peer_agreement([honest] * 4, [None] * 4, x, y.repeat(4), sources, "cpu") is None
-    alone = [np.eye(classes)[k] for k in range(4)]  # nobody else holds a source's class
-    assert set(peer_agreement([honest] * 4, alone, x, y.repeat(4), sources, "cpu")) == {1, 2, 5, 9}
+    alone = torch.eye(classes, dtype=torch.bool)  # nobody else holds a source's class
+    assert set(peer_agreement(votes, alone, y.repeat(4), sources)) == {1, 2, 5, 9}
+
+
+def test_a_model_that_mislabels_its_own_classes_is_left_out():
+    """Claimed-class accuracy: each model labels its peers' samples of the classes it
+    holds; one that calls them something else (a reversed or label-flipped model) is out,
+    whatever the round's other models do; a model with no such samples is not judged."""
+    classes = 4
+    y = torch.arange(classes).repeat(2)
+    x = torch.eye(classes)[y].repeat(4, 1)  # every source's samples look like their class
+    liar = torch.nn.Linear(classes, classes, bias=False)
+    with torch.no_grad():
+        liar.weight.copy_(torch.eye(classes).flip(0))  # calls class c "C-1-c"
+    models = [torch.nn.Identity(), torch.nn.Identity(), liar, torch.nn.Identity()]
+    sources = torch.tensor([1] * 8 + [2] * 8 + [5] * 8 + [9] * 8)
+    holds = torch.ones(4, classes, dtype=torch.bool)
+    claimed = claimed_accuracy(votes_of(models, x, y.repeat(4), "cpu"), holds, y.repeat(4), sources)
+    assert claimed == {1: 1.0, 2: 1.0, 5: 0.0, 9: 1.0}
+    bn = dict.fromkeys(claimed, 1.0)
+    assert screen(bn, dict.fromkeys(claimed, 1.0), 3.0, None, claimed) == [5]
+    holds[3] = torch.tensor([True, False, False, False])  # 9 claims only class 0 ...
+    targets = y.repeat(4)
+    targets[(sources != 9) & (targets == 0)] = 1  # ... and no other source sent class 0
+    none = claimed_accuracy(votes_of(models, x, targets, "cpu"), holds, targets, sources)
+    assert 9 not in none and none[5] == 0.0
 
 
 def test_a_zdas_round_with_the_screen_leaves_out_the_reversed_model():

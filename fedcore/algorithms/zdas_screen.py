@@ -12,7 +12,9 @@ aggregate labels so (a model trained on permuted labels, or a reversed one, make
 its peers call something else: low). A model more than ``threshold`` deviations out on
 either side is left out. Where the round's sent model is known, a third signal: a model
 whose update points away from the round's average update (negative cosine) is left out as
-well (a reversed update; levers.md, screen v3).
+well (a reversed update; levers.md, screen v3). With label counts, a fourth: a model that
+labels under ``CLAIMED_FLOOR`` of its peers' samples of the classes it claims to hold as
+those classes is left out (a reversed model calls them anything else; levers.md, screen v6).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from fedcore.types import StateDict
 
 BN_FLOOR = 0.1  # the BN-loss scale is at least this share of the median (all alike: no flags)
 AGREEMENT_FLOOR = 0.05  # the agreement scale is at least 5 points
+CLAIMED_FLOOR = 0.1  # a model right on fewer of its peers' samples of its own classes is out
 
 
 def robust_z(values: Mapping[int, float], floor: float) -> dict[int, float]:
@@ -51,24 +54,22 @@ def agreement(
     return {int(s): float(hits[sources == s].float().mean()) for s in sources.unique()}
 
 
-def peer_agreement(
-    teachers: Sequence[nn.Module],
-    counts: Sequence[np.ndarray | None],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    sources: torch.Tensor,
-    device: torch.device | str,
-) -> dict[int, float] | None:
-    """Per source: how often the *other* client models that hold a sample's class label it
-    as that class (mean over its samples that have such a peer; a source none of whose
-    classes another model holds gets the round's median). None without label counts."""
-    known = [c for c in counts if c is not None]
-    if len(known) < len(counts):
-        return None
-    holds = torch.tensor(np.stack(known) > 0)  # (models, classes)
-    ids = [int(s) for s in sources.unique_consecutive()]  # one per teacher, in order
+def votes_of(
+    teachers: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor, device: torch.device | str
+) -> torch.Tensor:
+    """(models, samples): whether each teacher labels each sample as its target class."""
     with torch.no_grad():
-        votes = torch.stack([_labels(t, x, device) == y for t in teachers])  # (models, N)
+        return torch.stack([_labels(t, x, device) == y for t in teachers])
+
+
+def peer_agreement(
+    votes: torch.Tensor, holds: torch.Tensor, y: torch.Tensor, sources: torch.Tensor
+) -> dict[int, float]:
+    """Per source: how often the *other* client models that hold a sample's class
+    (``holds``: models x classes, from their label counts) label it as that class (mean
+    over its samples that have such a peer; a source none of whose classes another model
+    holds gets the round's median)."""
+    ids = [int(s) for s in sources.unique_consecutive()]  # one per teacher, in order
     out: dict[int, float] = {}
     for k, src in enumerate(ids):
         mine = sources == src
@@ -80,6 +81,21 @@ def peer_agreement(
             out[src] = float((hits / peers.sum(0)[covered]).mean())
     fill = float(np.median(list(out.values()))) if out else 1.0
     return {src: out.get(src, fill) for src in ids}
+
+
+def claimed_accuracy(
+    votes: torch.Tensor, holds: torch.Tensor, y: torch.Tensor, sources: torch.Tensor
+) -> dict[int, float]:
+    """Per source: the share of the *other* sources' samples of the classes it claims to
+    hold (its label counts) that its own model labels as their class; sources with no such
+    sample are left out."""
+    ids = [int(s) for s in sources.unique_consecutive()]
+    out: dict[int, float] = {}
+    for k, src in enumerate(ids):
+        theirs = (sources != src) & holds[k, y]
+        if theirs.any():
+            out[src] = float(votes[k, theirs].float().mean())
+    return out
 
 
 def _labels(model: nn.Module, x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
@@ -113,16 +129,19 @@ def screen(
     agreed: Mapping[int, float],
     threshold: float,
     cosines: Mapping[int, float] | None = None,
+    claimed: Mapping[int, float] | None = None,
 ) -> list[int]:
     """The sources whose BN loss is ``threshold`` deviations above the round's median, or
     whose agreement is ``threshold`` below it, or (``cosines``) whose update points away
-    from the average's (none with fewer than 3 models)."""
+    from the average's, or (``claimed``) whose model labels under ``CLAIMED_FLOOR`` of its
+    peers' samples of its own classes right (none with fewer than 3 models)."""
     if threshold <= 0 or len(bn_losses) < 3:
         return []
     med_bn = float(torch.tensor(list(bn_losses.values())).median())
     z_bn = robust_z(bn_losses, BN_FLOOR * abs(med_bn))
     z_agree = robust_z(agreed, AGREEMENT_FLOOR)
     away = {k for k, c in (cosines or {}).items() if c < 0}
+    away |= {k for k, a in (claimed or {}).items() if a < CLAIMED_FLOOR}
     return sorted(
         k for k in bn_losses if z_bn[k] > threshold or z_agree[k] < -threshold or k in away
     )
@@ -152,8 +171,14 @@ def screen_models(
     agreement (or, without label counts, the aggregate's), BN loss, and with ``sent`` the
     update's direction."""
     counts = [c[2] for c in clients]
-    agreed = peer_agreement(inv.teachers, counts, inv.x, inv.y, inv.sources, device)
-    agreed = agreed or agreement(student, inv.x, inv.y, inv.sources, device)
+    claimed: dict[int, float] = {}
+    if all(c is not None for c in counts):
+        holds = torch.tensor(np.stack([c for c in counts if c is not None]) > 0)
+        votes = votes_of(inv.teachers, inv.x, inv.y, device)
+        agreed = peer_agreement(votes, holds, inv.y, inv.sources)
+        claimed = claimed_accuracy(votes, holds, inv.y, inv.sources)
+    else:
+        agreed = agreement(student, inv.x, inv.y, inv.sources, device)
     models = {c[0]: c[1] for c in clients}
     cosines = update_cosines(sent, averaged, models, param_names) if sent else None
-    return screen(inv.bn_losses, agreed, threshold, cosines)
+    return screen(inv.bn_losses, agreed, threshold, cosines, claimed)
