@@ -26,8 +26,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.fmnist10 import FMNIST10
-from benchmarks.harness import Cell, CellSet, main
-from benchmarks.heldout import SETTINGS, markdown
+from benchmarks.harness import CellSet, main
+from benchmarks.heldout import SETTINGS, cell, markdown
 
 SEEDS = (0, 1, 2)
 METHODS = ("fedavg", "fedlc", "scaffold", "zdas", "zda")
@@ -44,19 +44,12 @@ BASELINES = ("fedavg", "fedlc", "scaffold", *KNOBS)
 PARTITIONS = {"c1": METHODS, "c2": (*METHODS, *KNOBS)}
 
 
-def cell(label: str, partition: str, seed: int) -> Cell:
-    method, setting = LABELS[label]
-    keys = f"{FMNIST10.overrides(method, partition, seed, FMNIST10.rounds)} {setting}"
-    row = {"algorithm": label, "partition": partition, "seed": seed,
-           "rounds": FMNIST10.rounds, "setting": setting}  # fmt: skip
-    return Cell(keys, FMNIST10.clients, row)
-
-
 def cellset() -> CellSet:
     """Seed by seed, #C=1 first: a seed's cells complete before the next seed."""
     order = [(m, p, s) for s in SEEDS for p, ms in PARTITIONS.items() for m in ms]
-    return CellSet("extreme", {f"{m}-{p}-s{s}": cell(m, p, s) for m, p, s in order},
-                   report, reproducible=True)  # fmt: skip
+    cells = {f"{m}-{p}-s{s}": cell(FMNIST10, m, *LABELS[m], p, s, FMNIST10.rounds)
+             for m, p, s in order}  # fmt: skip
+    return CellSet("extreme", cells, report, reproducible=True)
 
 
 def report(rows: list[dict], results: Path, public: bool) -> None:

@@ -1,13 +1,10 @@
 """The FMNIST-10 yardstick: every method on the same partitions, through `flwr run .`.
 
-Fashion-MNIST (60k/10k), 10 clients, every client every round, the BatchNorm CNN, SGD lr
-0.01 momentum 0.9, batch 32, 1 local epoch, 20 rounds, seed 0; partitions Dirichlet 0.5 and
-0.1, #C=2, #C=1; methods fedavg, fedprox, scaffold, zdac, zdas, zda, plus centralized
-training on the union for the same number of sample-steps; seeds 1 and 2 for fedavg and
-zda on dir0.1 and c1. Cells are saved in ``benchmarks/results/cells/``.
+Its settings are the record below (the report lists them): 10 clients, every client every
+round, 20 rounds; centralized training on the union for the same number of sample-steps.
+Cells in ``benchmarks/results/cells/``.
 
-    .venv/bin/python -m benchmarks.fmnist10 [--cell 'zda-c1-*,fedavg-c1-s0'] [--list]
-    .venv/bin/python -m benchmarks.fmnist10 --report      # rebuild json/md/plots from cells
+    .venv/bin/python -m benchmarks.fmnist10 [--cell 'zda-c1-*,fedavg-c1-s0'] [--list] [--report]
     .venv/bin/python -m benchmarks.fmnist10 --quick
 """
 
@@ -20,28 +17,20 @@ from benchmarks.yardstick import Target, Yardstick, mean_of
 
 def targets(rows: list[dict], speed: dict | None) -> list[Target]:
     """The method issue's FMNIST-10 targets (means over the seeds run)."""
-    fa_std = mean_of(rows, "fedavg", "dir0.1", "client_acc_std")
-    sp = speed or {}
+    fa_std, sp = mean_of(rows, "fedavg", "dir0.1", "client_acc_std"), speed or {}
     return [
         ("zda α=0.5 final accuracy ≥ 0.91", mean_of(rows, "zda", "dir0.5"), 0.91, True),
         ("zda α=0.1 final accuracy ≥ 0.905", mean_of(rows, "zda", "dir0.1"), 0.905, True),
         ("zda #C=2 final accuracy ≥ 0.88", mean_of(rows, "zda", "c2"), 0.88, True),
         ("zda #C=1 final accuracy ≥ 0.75", mean_of(rows, "zda", "c1"), 0.75, True),
-        (
-            "zda α=0.1 client std ≤ 0.5 × FedAvg's",
-            mean_of(rows, "zda", "dir0.1", "client_acc_std"),
-            None if fa_std is None else 0.5 * fa_std,
-            False,
-        ),
-        (
-            "zda α=0.1 worst-10% ≥ FedAvg's client mean",
-            mean_of(rows, "zda", "dir0.1", "client_acc_worst10"),
-            mean_of(rows, "fedavg", "dir0.1", "client_acc_mean"),
-            True,
-        ),
+        ("zda α=0.1 client std ≤ 0.5 × FedAvg's", mean_of(rows, "zda", "dir0.1", "client_acc_std"),
+         None if fa_std is None else 0.5 * fa_std, False),
+        ("zda α=0.1 worst-10% ≥ FedAvg's client mean",
+         mean_of(rows, "zda", "dir0.1", "client_acc_worst10"),
+         mean_of(rows, "fedavg", "dir0.1", "client_acc_mean"), True),
         ("zda_to_fedavg_round_ratio ≤ 1.5", sp.get("zda_to_fedavg_round_ratio"), 1.5, False),
         ("inversion_to_train_ratio ≥ 0.85", sp.get("inversion_to_train_ratio"), 0.85, True),
-    ]
+    ]  # fmt: skip
 
 
 FMNIST10 = Yardstick(

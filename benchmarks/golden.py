@@ -20,14 +20,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.harness import ROOT, Cell, code_version, core_run, flower_cell
+from benchmarks.harness import GOLDEN, ROOT, Cell, code_version, core_run, flower_cell
 from fedcore import reproducible
 from fedcore.provenance import platform_info
 from scripts.compare import METHODS as COMMAND1
 from scripts.compare import parse_methods
 
 EXPERIMENT = ROOT / "configs" / "compare.toml"
-GOLDEN = ROOT / "tests" / "golden" / "demo.json"
 METHODS, ROUNDS, CLIENTS = ("fedavg", "zdas+scaffold"), 2, 100
 
 

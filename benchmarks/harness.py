@@ -52,6 +52,7 @@ LEGACY_GOLDEN = "2e064316ea81adfe"
 # Round metrics a core-loop cell keeps per round where the run reports them (ZDAS's guard)
 TRACED = ("zdas-trust", "zdas-guard-delta")
 Runner = Callable[["Cell", Path], dict]
+CURRENT = ("current", "legacy")  # the states of a saved cell that is kept (not rerun)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ class CellSet:
     cell_dir: str = ""  # default: name
     reproducible: bool = False  # cells refuse to run outside reproducible mode
     quick: Callable[[], CellSet] | None = None  # a tiny variant: the harness's smoke test
+
+    @property
+    def folder(self) -> str:
+        """Where its cells are saved, under the results directory."""
+        return self.cell_dir or self.name
 
 
 def config_of(keys: str, clients: int, experiment: Path | None = None) -> ExperimentConfig:
@@ -145,10 +151,8 @@ def code_version() -> dict:
         out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
         return out.stdout.strip() if out.returncode == 0 else ""
 
-    return {
-        "commit": git("rev-parse", "HEAD") or None,
-        "modified": git("diff", "--name-only", "HEAD").split(),
-    }
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "modified": git("diff", "--name-only", "HEAD").split()}  # fmt: skip
 
 
 def run_cell(cell: Cell, work: Path) -> dict:
@@ -162,9 +166,7 @@ def core_cell(cell: Cell, work: Path) -> dict:
     return core_run(cell.keys, cell.clients, experiment=cell.experiment)
 
 
-def core_run(
-    keys: str, clients: int, every: int = 10, experiment: Path | None = None, threads: int = 1
-) -> dict:
+def core_run(keys: str, clients: int, experiment: Path | None = None, threads: int = 1) -> dict:
     """A run config through the core round loop at ``threads`` torch threads (0: torch's
     own count), on CUDA if there is one: the global model on the test set every round and,
     after the last round, on every client's own test set (as Flower's final federated
@@ -185,32 +187,24 @@ def core_run(
         loss.append(float(ev["loss"]))
         seconds.append(r.seconds)
         left_out.append({"sampled": r.partitions, "left_out": list(r.step.left_out)})
-        if r.server_round % every == 0:
+        if r.server_round % 10 == 0:
             note = f"acc {accuracy[-1]:.4f}, {seconds[-1]:.2f} s (train + aggregate)"
             print(f"{cfg.name} s{cfg.seed} round {r.server_round}: {note}", flush=True)
     clients_acc = [
         float(evaluate(r.model, fed.client_datasets(pid)[1], device=device)["accuracy"])
         for pid in range(cfg.num_clients)
     ]
-    return (
-        {
-            "command": keys,
-            "path": "core round loop (benchmarks.harness)",
-            "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-            "torch": torch.__version__,
-            "platform": platform_info(),
-            "final_accuracy": accuracy[-1],
-            "accuracy_per_round": accuracy,
-            "loss_per_round": loss,
-            "round_seconds": seconds,
-            "seconds_per_round": float(np.mean(seconds)),
-            "wall_seconds": time.perf_counter() - t0,
-            **fairness_summary(clients_acc),
-            "client_accuracies": clients_acc,
-        }
-        | {k: v for k, v in traced.items() if any(x is not None for x in v)}
-        | _attack_record(cfg, left_out)
-    )
+    out = {
+        "command": keys, "path": "core round loop (benchmarks.harness)",
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "platform": platform_info(),
+        "final_accuracy": accuracy[-1], "accuracy_per_round": accuracy, "loss_per_round": loss,
+        "round_seconds": seconds, "seconds_per_round": float(np.mean(seconds)),
+        "wall_seconds": time.perf_counter() - t0,
+        **fairness_summary(clients_acc), "client_accuracies": clients_acc,
+    }  # fmt: skip
+    traced = {k: v for k, v in traced.items() if any(x is not None for x in v)}
+    return out | traced | _attack_record(cfg, left_out)
 
 
 def _attack_record(cfg: ExperimentConfig, left_out: list[dict]) -> dict:
@@ -238,28 +232,25 @@ def flower_cell(cell: Cell, work: Path) -> dict:
         + r.get("train_zdac_bank_seconds", 0.0)
         for r in rows
     ]
+    acc, secs = [r["global_accuracy"] for r in rows], [r["round_seconds"] for r in rows]
     last = rows[-1]
+    rel = run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir
     return {
-        "rounds": len(rows),
-        "final_accuracy": last["global_accuracy"],
-        "best_accuracy": max(r["global_accuracy"] for r in rows),
+        "rounds": len(rows), "final_accuracy": acc[-1], "best_accuracy": max(acc),
         **{k: last[k] for k in ("client_acc_mean", "client_acc_std", "client_acc_worst10")},
-        "seconds_per_round": float(np.mean([r["round_seconds"] for r in rows])),
+        "seconds_per_round": float(np.mean(secs)),
         "inversion_seconds_per_round": float(np.mean(inv)),
         "rounds_to_fedavg_final": None,  # filled in by the report from the FedAvg row
-        "accuracy_per_round": [r["global_accuracy"] for r in rows],
-        "loss_per_round": [r["global_loss"] for r in rows],
-        "client_accuracies": last["client_accuracies"],
-        "round_seconds": [r["round_seconds"] for r in rows],
-        "wall_seconds": time.perf_counter() - t0,
-        "platform": recorded_platform(run_dir),
-        "run_dir": str(run_dir.relative_to(ROOT)) if run_dir.is_relative_to(ROOT) else str(run_dir),
-    }
+        "accuracy_per_round": acc, "loss_per_round": [r["global_loss"] for r in rows],
+        "client_accuracies": last["client_accuracies"], "round_seconds": secs,
+        "wall_seconds": time.perf_counter() - t0, "platform": recorded_platform(run_dir),
+        "run_dir": str(rel),
+    }  # fmt: skip
 
 
 def saved(cs: CellSet, results: Path) -> dict[str, dict]:
     """The set's saved results by cell name (only cells of its table)."""
-    out = results / (cs.cell_dir or cs.name)
+    out = results / cs.folder
     return {n: json.loads(p.read_text()) for n in cs.cells if (p := out / f"{n}.json").is_file()}
 
 
@@ -275,15 +266,14 @@ def run_missing(cs: CellSet, names: list[str], results: Path) -> None:
     have = saved(cs, results)
     for n in names:
         state = status(cs.cells[n], have.get(n))
-        if state in ("current", "legacy"):
+        if state in CURRENT:
             print(f"skip {n} ({state})")
             continue
         print(f"run  {n} ({state}) ...", flush=True)
-        work = results / "work" / (cs.cell_dir or cs.name) / n
+        work = results / "work" / cs.folder / n
         work.mkdir(parents=True, exist_ok=True)
         row = run_cell(cs.cells[n], work)
-        path = results / (cs.cell_dir or cs.name) / f"{n}.json"
-        path.write_text(json.dumps(row, indent=2))
+        (results / cs.folder / f"{n}.json").write_text(json.dumps(row, indent=2))
         print(f"done {n}: final {row['final_accuracy']:.4f}", flush=True)
 
 
@@ -308,7 +298,7 @@ def main(cs: CellSet, doc: str, argv: list[str] | None = None) -> int:
     if a.list:
         print("\n".join(f"{n}  {status(cs.cells[n], have.get(n))}" for n in names))
         return 0
-    (results / (cs.cell_dir or cs.name)).mkdir(parents=True, exist_ok=True)
+    (results / cs.folder).mkdir(parents=True, exist_ok=True)
     if not a.report:
         if cs.reproducible and not reproducible.enabled():
             print(f"{cs.name} cells run in reproducible mode: set {reproducible.ENV}=1",
@@ -316,7 +306,7 @@ def main(cs: CellSet, doc: str, argv: list[str] | None = None) -> int:
             return 2
         run_missing(cs, names, results)
         have = saved(cs, results)
-    keep = {n: r for n, r in have.items() if status(cs.cells[n], r) in ("current", "legacy")}
+    keep = {n: r for n, r in have.items() if status(cs.cells[n], r) in CURRENT}
     if stale := [n for n in have if n not in keep]:
         print(f"left out (stale: rerun them): {', '.join(stale)}")
     cs.report(list(keep.values()), results, not (a.quick or a.results))

@@ -9,8 +9,7 @@ those and zdas+fedlc's pick tau 8. Do not change them after looking at a held-ou
 add a new method name instead.
 
 Cells run one at a time through the core round loop in reproducible mode (any x86-64 CPU
-with AVX2 gives the same numbers; ``FEDZDA_REPRODUCIBLE=1`` is required), each saved at
-once in ``benchmarks/results/heldout/`` and skipped on the next start:
+with AVX2 gives the same numbers), each saved in ``benchmarks/results/heldout/``:
 
     FEDZDA_REPRODUCIBLE=1 .venv/bin/python -m benchmarks.heldout [--cell NAME] [--list]
     .venv/bin/python -m benchmarks.heldout --report     # heldout.md from the saved cells
@@ -25,9 +24,10 @@ import numpy as np
 
 from benchmarks.fmnist100 import FMNIST100
 from benchmarks.harness import Cell, CellSet, main
-from benchmarks.report import mean_std
+from benchmarks.report import last10, mean_std, signed
+from benchmarks.yardstick import Yardstick
 
-ROUNDS, LAST, SEEDS = 50, 10, (3, 4, 5)
+ROUNDS, SEEDS = 50, (3, 4, 5)
 SETTINGS = {
     "fedlc": "fedlc.tau=16",
     "scaffold": "train.lr=0.003",
@@ -42,22 +42,21 @@ PARTITIONS = {
 }
 
 
-def cell(method: str, partition: str, seed: int) -> Cell:
-    keys = f"{FMNIST100.overrides(method, partition, seed, ROUNDS)} {SETTINGS[method]}"
-    row = {"algorithm": method, "partition": partition, "seed": seed, "rounds": ROUNDS,
-           "setting": SETTINGS[method]}  # fmt: skip
-    return Cell(keys, FMNIST100.clients, row)
+def cell(yard: Yardstick, label: str, method: str, setting: str, part: str, seed: int,
+         rounds: int) -> Cell:  # fmt: skip
+    """A core-loop cell: ``method`` at ``setting`` on the yardstick's federation (``label``
+    names it in the row)."""
+    keys = f"{yard.overrides(method, part, seed, rounds)} {setting}"
+    row = {"algorithm": label, "partition": part, "seed": seed, "rounds": rounds,
+           "setting": setting}  # fmt: skip
+    return Cell(keys, yard.clients, row)
 
 
 def cellset() -> CellSet:
     """#C=2 first, then seed, then method (a seed's paired set completes before the next)."""
     order = [(m, p, s) for p, ms in PARTITIONS.items() for s in SEEDS for m in ms]
-    return CellSet("heldout", {f"{m}-{p}-s{s}": cell(m, p, s) for m, p, s in order},
-                   report, reproducible=True)  # fmt: skip
-
-
-def last10(row: dict) -> float:
-    return float(np.mean(row["accuracy_per_round"][-LAST:]))
+    cells = {f"{m}-{p}-s{s}": cell(FMNIST100, m, m, SETTINGS[m], p, s, ROUNDS) for m, p, s in order}
+    return CellSet("heldout", cells, report, reproducible=True)
 
 
 def report(rows: list[dict], results: Path, public: bool) -> None:
@@ -71,12 +70,9 @@ def report(rows: list[dict], results: Path, public: bool) -> None:
 
 
 def markdown(
-    rows: list[dict],
-    head: list[str],
-    partitions: Mapping[str, tuple[str, ...]],
-    baselines: tuple[str, ...],
-    seeds: tuple[int, ...],
-) -> str:
+    rows: list[dict], head: list[str], partitions: Mapping[str, tuple[str, ...]],
+    baselines: tuple[str, ...], seeds: tuple[int, ...],
+) -> str:  # fmt: skip
     """Per partition: every method's last-10 accuracy, client std and worst-10 % per seed,
     and its paired difference to the best of ``baselines`` (inversion-free) there."""
     lines = list(head)
@@ -86,25 +82,19 @@ def markdown(
         common = [s for s in seeds if all((m, s) in by for m in base)]  # seeds all of them ran
         best = max(base, key=lambda m: np.mean([last10(by[m, s]) for s in common])) if (
             base and common) else None  # fmt: skip
-        lines += [
-            "",
-            f"## {part} (best inversion-free: {best or '–'})",
-            "",
-            "| method | seeds | last 10 per seed | last 10 | Δ per seed | client std "
-            "| worst-10 % | s/round | platform |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
+        lines += ["", f"## {part} (best inversion-free: {best or '–'})", "",
+                  "| method | seeds | last 10 per seed | last 10 | Δ per seed | client std "
+                  "| worst-10 % | s/round | platform |",
+                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for m in methods:
-            mine = [by[m, s] for s in seeds if (m, s) in by]
-            if not mine:
+            if not (mine := [by[m, s] for s in seeds if (m, s) in by]):
                 continue
             per = " / ".join(f"{last10(r) * 100:.1f}" for r in mine)
             d = [last10(r) - last10(by[best, r["seed"]]) for r in mine if (best, r["seed"]) in by]
             kinds = sorted({(r.get("platform") or {}).get("kind", "?") for r in mine})
             lines.append(
                 f"| {m} | {','.join(str(r['seed']) for r in mine)} | {per} "
-                f"| {mean_std([last10(r) for r in mine])} "
-                f"| {' / '.join(f'{x * 100:+.1f}' for x in d) or '–'} "
+                f"| {mean_std([last10(r) for r in mine])} | {signed(d) or '–'} "
                 f"| {mean_std([r['client_acc_std'] for r in mine])} "
                 f"| {mean_std([r['client_acc_worst10'] for r in mine])} "
                 f"| {mean_std([r['seconds_per_round'] for r in mine], False)} "

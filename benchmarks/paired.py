@@ -25,21 +25,16 @@ import numpy as np
 
 from benchmarks.fmnist100 import FMNIST100
 from benchmarks.harness import RESULTS, Cell, CellSet, flower_cell, main
-from benchmarks.report import mean_std, rounds_to_reach
+from benchmarks.report import last10, mean_std, rounds_to_reach, signed
 from benchmarks.tuning import setting
 
-ROUNDS, LAST = 50, 10
-PARTITIONS, SEEDS = ("dir0.1", "c2"), (0, 1, 2)
+ROUNDS, PARTITIONS, SEEDS = 50, ("dir0.1", "c2"), (0, 1, 2)
 BASELINES = ("fedavg", "fedprox", "scaffold", "qfedavg", "fedlc")
 METHODS = (*BASELINES, "zdas", "zda", "zdas+fedlc", "zdas+scaffold")
 # the compositions the targets are read for: zdas+fedlc (level with zda+fedlc in its trial,
 # and cheaper) and zdas+scaffold (ahead of it in a #C=2 trial); levers.md
 CANDIDATES = ("zdas+fedlc", "zdas+scaffold")
 TIMING = RESULTS / "paired_timing.json"
-
-
-def cell_name(method: str, partition: str, seed: int) -> str:
-    return f"{method}-{partition}-s{seed}"
 
 
 def cell(method: str, partition: str, seed: int) -> Cell:
@@ -53,49 +48,45 @@ def cell(method: str, partition: str, seed: int) -> Cell:
 def cellset() -> CellSet:
     """Every (method, partition, seed), partition-major, then seed, then method."""
     order = [(m, p, s) for p in PARTITIONS for s in SEEDS for m in METHODS]
-    return CellSet("paired", {cell_name(*c): cell(*c) for c in order}, report)
+    return CellSet("paired", {f"{m}-{p}-s{s}": cell(m, p, s) for m, p, s in order}, report)
+
+
+def per_round(times: dict | None) -> dict[str, float]:
+    """Each method's seconds per round in the timing study's file."""
+    return {m: t["seconds_per_round"] for m, t in (times or {}).get("methods", {}).items()}
 
 
 def summary(rows: list[dict], times: dict | None = None) -> dict:
-    """Per partition and method: last-10 accuracy, client std, worst-10 % (mean and std over
-    seeds), the paired difference to the best baseline per seed, rounds (and with ``times``,
-    the timing pair's seconds) to its accuracy."""
-    per_round = {m: t["seconds_per_round"] for m, t in (times or {}).get("methods", {}).items()}
-    out: dict[str, dict] = {}
+    """Per partition and method: last-10 accuracy, client std, worst-10 % (per seed), the
+    paired difference to the best baseline per seed, rounds (and with ``times``, the timing
+    pair's seconds) to its accuracy."""
+    secs, out = per_round(times), {}
     for part in PARTITIONS:
         by = {(r["algorithm"], r["seed"]): r for r in rows if r["partition"] == part}
-        last10 = {k: float(np.mean(r["accuracy_per_round"][-LAST:])) for k, r in by.items()}
-        means = {
-            m: float(np.mean(v))
-            for m in METHODS
-            if (v := [last10[(m, s)] for s in SEEDS if (m, s) in last10])
-        }
+        acc = {k: last10(r) for k, r in by.items()}
+        means = {m: float(np.mean(v)) for m in METHODS
+                 if (v := [acc[(m, s)] for s in SEEDS if (m, s) in acc])}  # fmt: skip
         base = [m for m in BASELINES if m in means]
         best = max(base, key=means.__getitem__) if base else None
         table = {}
         for m in METHODS:
-            seeds = [s for s in SEEDS if (m, s) in by]
-            if not seeds:
+            if not (seeds := [s for s in SEEDS if (m, s) in by]):
                 continue
-
             mine = [by[(m, s)] for s in seeds]
-            paired = {s: last10[(m, s)] - last10[(best, s)] for s in seeds if (best, s) in by}
-            reach = {
-                s: rounds_to_reach(by[(m, s)]["accuracy_per_round"], last10[(best, s)])
-                for s in seeds
-                if (best, s) in by
-            }
+            paired = [s for s in seeds if (best, s) in by]
+            reach = {s: rounds_to_reach(by[(m, s)]["accuracy_per_round"], acc[(best, s)])
+                     for s in paired}  # fmt: skip
             table[m] = {
                 "seeds": seeds,
                 "setting": by[(m, seeds[0])].get("setting", ""),
-                "last10": [last10[(m, s)] for s in seeds],
+                "last10": [acc[(m, s)] for s in seeds],
                 "client_std": [float(r["client_acc_std"]) for r in mine],
                 "worst10": [float(r["client_acc_worst10"]) for r in mine],
                 "seconds_per_round": [float(r["seconds_per_round"]) for r in mine],
-                "diff_to_best": paired,
+                "diff_to_best": {s: acc[(m, s)] - acc[(best, s)] for s in paired},
                 "rounds_to_best": reach,
                 "seconds_to_best": {
-                    s: r * per_round[m] if r and m in per_round else None for s, r in reach.items()
+                    s: r * secs[m] if r and m in secs else None for s, r in reach.items()
                 },
                 "reused": [r["seed"] for r in mine if r.get("reused_from")],
                 "core_loop": [r["seed"] for r in mine if r.get("path", "").startswith("core")],
@@ -114,15 +105,15 @@ def platform_kind_of(row: dict) -> str:
     return f"cuda-{device.replace(' ', '_')}" if device != "cpu" else "unrecorded"
 
 
+def verdict(gap: float) -> str:
+    return "met" if gap >= 0 else f"missed by {abs(gap):.3f}"
+
+
 def targets(summ: dict, times: dict | None, method: str) -> list[str]:
     """The comparison issue's targets for ``method`` against the best baseline, per
     partition, each met or missed (and by how much) on the cells run so far."""
     lines = ["| partition | target | measured | verdict |", "|---|---|---|---|"]
-
-    def verdict(gap: float) -> str:
-        return "met" if gap >= 0 else f"missed by {abs(gap):.3f}"
-
-    per_round = {m: t["seconds_per_round"] for m, t in (times or {}).get("methods", {}).items()}
+    secs = per_round(times)
     for part, s in summ.items():
         rec, best = s["methods"].get(method), s["best_baseline"]
         if not rec or not best:
@@ -141,12 +132,12 @@ def targets(summ: dict, times: dict | None, method: str) -> list[str]:
         ]
         own = [r for r in b["rounds_to_best"].values() if r]
         mine = [r for r in rec["rounds_to_best"].values() if r]
-        if own and mine and method in per_round and best in per_round:
-            ratio = (np.mean(mine) * per_round[method]) / (np.mean(own) * per_round[best])
+        if own and mine and method in secs and best in secs:
+            ratio = (np.mean(mine) * secs[method]) / (np.mean(own) * secs[best])
             lines.append(f"| {part} | wall time to {best}'s last 10 ≤ 0.5 × its own | "
                          f"{ratio:.2f}× | {verdict(0.5 - ratio)} |")  # fmt: skip
-    if method in per_round and "fedavg" in per_round:
-        r = per_round[method] / per_round["fedavg"]
+    if method in secs and "fedavg" in secs:
+        r = secs[method] / secs["fedavg"]
         lines.append(f"| dir0.1 | round time ≤ 1.3 × FedAvg's | {r:.2f}× | {verdict(1.3 - r)} |")
     return lines
 
@@ -170,36 +161,30 @@ def markdown(summ: dict, times: dict | None = None) -> str:
         "Generated by `python -m benchmarks.paired --report`.",
     ]
     for part, s in summ.items():
-        lines += ["", f"## {part} (best baseline: {s['best_baseline'] or '–'})", ""]
-        lines += [
-            "| method | setting | seeds | last 10 | Δ per seed | client std | worst-10 % "
-            "| rounds | seconds | s/round | platform |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
+        lines += ["", f"## {part} (best baseline: {s['best_baseline'] or '–'})", "",
+                  "| method | setting | seeds | last 10 | Δ per seed | client std | worst-10 % "
+                  "| rounds | seconds | s/round | platform |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for m, t in s["methods"].items():
-            d = " / ".join(f"{v * 100:+.1f}" for v in t["diff_to_best"].values()) or "–"
             rr = " / ".join(str(v) if v else "–" for v in t["rounds_to_best"].values()) or "–"
             ws = " / ".join(f"{v:.0f}" if v else "–" for v in t["seconds_to_best"].values())
-            reused = f" ({len(t['reused'])} reused)" if t["reused"] else ""
-            if t.get("core_loop"):
-                reused += f" ({len(t['core_loop'])} core loop)"
+            notes = [(len(t["reused"]), "reused"), (len(t["core_loop"]), "core loop")]
+            seeds = f"{len(t['seeds'])}" + "".join(f" ({n} {what})" for n, what in notes if n)
             lines.append(
-                f"| {m} | {t['setting'] or 'default'} | {len(t['seeds'])}{reused} "
-                f"| {mean_std(t['last10'])} | {d} | {mean_std(t['client_std'])} "
-                f"| {mean_std(t['worst10'])} "
-                f"| {rr} | {ws or '–'} | {mean_std(t['seconds_per_round'], False)} "
-                f"| {', '.join(t.get('platforms', []))} |"
+                f"| {m} | {t['setting'] or 'default'} | {seeds} | {mean_std(t['last10'])} "
+                f"| {signed(t['diff_to_best'].values()) or '–'} | {mean_std(t['client_std'])} "
+                f"| {mean_std(t['worst10'])} | {rr} | {ws or '–'} "
+                f"| {mean_std(t['seconds_per_round'], False)} | {', '.join(t['platforms'])} |"
             )
     for method in CANDIDATES:
         lines += ["", f"## Targets ({method} against the best baseline)", ""]
         lines += targets(summ, times, method)
     if times:
-        m = times["methods"]
-        ref = m.get("fedavg", {}).get("seconds_per_round")
+        ref = per_round(times).get("fedavg")
         lines += ["", f"## Timing ({times['partition']}, seed {times['seed']}, "
                   f"{times['rounds']} rounds each, back to back, cold rounds included)", "",
                   "| method | setting | s/round | × FedAvg |", "|---|---|---|---|"]  # fmt: skip
-        for name, t in m.items():
+        for name, t in times["methods"].items():
             ratio = f"{t['seconds_per_round'] / ref:.2f}" if ref else "–"
             lines.append(f"| {name} | {t['setting'] or 'default'} "
                          f"| {t['seconds_per_round']:.2f} | {ratio} |")  # fmt: skip

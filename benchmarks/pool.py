@@ -44,17 +44,12 @@ def run_pool(set_name: str, names: list[str], workers: int, data: str, extra: st
              out: Path, deadline: float) -> None:  # fmt: skip
     """Run ``names`` in ``workers`` processes, appending each to ``out`` (a cell already
     there without error, with the same data and extra and the current stamp, is skipped)."""
-    t0, cs = time.monotonic(), cellset(set_name)
+    t0, cs, want = time.monotonic(), cellset(set_name), (data or FULL[0], extra)
     lines = out.read_text().splitlines() if out.is_file() else []
-    rows = [json.loads(x) for x in lines if x.strip()]
-    want = (data or FULL[0], extra)
-    done = {
-        r["cell"]
-        for r in rows
-        if r.get("cell") in cs.cells and "error" not in r
-        and (r.get("data"), r.get("extra")) == want
-        and r.get("stamp") == stamp(cs.cells[r["cell"]])
-    }  # fmt: skip
+    done = {r["cell"] for r in map(json.loads, filter(str.strip, lines))
+            if r.get("cell") in cs.cells and "error" not in r
+            and (r.get("data"), r.get("extra")) == want
+            and r.get("stamp") == stamp(cs.cells[r["cell"]])}  # fmt: skip
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
     futures = {pool.submit(run_one, set_name, n, data, extra): n for n in names if n not in done}
     pending = set(futures)
@@ -97,7 +92,7 @@ def adopt(cs: CellSet, path: Path, results: Path = RESULTS) -> list[str]:
             print(f"not adopted: {name} ran on {kind or 'an unrecorded platform'}, and "
                   f"{cs.name} cells must run in reproducible mode")  # fmt: skip
             continue
-        out = results / (cs.cell_dir or cs.name) / f"{name}.json"
+        out = results / cs.folder / f"{name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.is_file() and json.loads(out.read_text()).get("stamp") == stamp(cell):
             continue

@@ -18,12 +18,14 @@ saved at once in ``benchmarks/results/shapes/``:
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.harness import Cell, CellSet, main
-from benchmarks.heldout import SETTINGS, last10
+from benchmarks.heldout import SETTINGS
+from benchmarks.report import last10, signed
 from benchmarks.yardstick import PARTITIONS
 
 METHOD_KEYS = ("zdas.share_label_counts=true zdas.samples_per_client=50 "
@@ -59,35 +61,25 @@ def cellset() -> CellSet:
 
 
 def report(rows: list[dict], results: Path, public: bool) -> None:
-    (results / "shapes.md").write_text(markdown(rows))
-
-
-def markdown(rows: list[dict]) -> str:
-    """Per shape and pair: zdas+X minus X per seed (last 10, worst-10 %), and the verdict."""
+    """shapes.md: per shape and pair, zdas+X minus X per seed (last 10, worst-10 %)."""
     lines = ["# Other shapes (#C=2, seeds 0-2; `benchmarks/shapes.py`)", "",
              "Δ: zdas+X minus X, paired by seed. Target: no Δ below 0.", "",
              "| shape | X | X last 10 | zdas+X last 10 | Δ last 10 per seed "
              "| Δ worst-10 % per seed | verdict |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     by = {(r["shape"], r["algorithm"], r["seed"]): r for r in rows}
-    for shape in SHAPES:
-        for base, zdas in PAIRS:
-            both = [s for s in SEEDS if (shape, base, s) in by and (shape, zdas, s) in by]
-            if not both:
-                continue
-            b, z = ([by[shape, m, s] for s in both] for m in (base, zdas))
-            d = [last10(y) - last10(x) for x, y in zip(b, z, strict=True)]
-            w = [
-                y["client_acc_worst10"] - x["client_acc_worst10"] for x, y in zip(b, z, strict=True)
-            ]
-            ok = min(d + w) >= 0
-            lines.append(
-                f"| {shape} | {base} | {np.mean([last10(x) for x in b]) * 100:.1f} "
-                f"| {np.mean([last10(y) for y in z]) * 100:.1f} "
-                f"| {' / '.join(f'{v * 100:+.1f}' for v in d)} "
-                f"| {' / '.join(f'{v * 100:+.1f}' for v in w)} | {'met' if ok else 'missed'} "
-                f"({len(both)} seed{'s' if len(both) > 1 else ''}) |"
-            )
-    return "\n".join(lines) + "\n"
+    for shape, (base, zdas) in itertools.product(SHAPES, PAIRS):
+        if not (both := [s for s in SEEDS if (shape, base, s) in by and (shape, zdas, s) in by]):
+            continue
+        pairs = [(by[shape, base, s], by[shape, zdas, s]) for s in both]
+        d = [last10(z) - last10(b) for b, z in pairs]
+        w = [z["client_acc_worst10"] - b["client_acc_worst10"] for b, z in pairs]
+        ok, plural = "met" if min(d + w) >= 0 else "missed", "s" if len(both) > 1 else ""
+        lines.append(
+            f"| {shape} | {base} | {np.mean([last10(b) for b, _ in pairs]) * 100:.1f} "
+            f"| {np.mean([last10(z) for _, z in pairs]) * 100:.1f} | {signed(d)} | {signed(w)} "
+            f"| {ok} ({len(both)} seed{plural}) |"
+        )
+    (results / "shapes.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,11 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.fmnist100 import FMNIST100
-from benchmarks.harness import RESULTS, Cell, CellSet, flower_cell, main, saved, status
+from benchmarks.harness import CURRENT, RESULTS, Cell, CellSet, flower_cell, main, saved, status
+from benchmarks.report import last10
 
-ROUNDS, PARTITION, SEED, LAST = 25, "dir0.1", 0, 10
+ROUNDS, PARTITION, SEED = 25, "dir0.1", 0
 # method -> (the knob's key, its grid); the other settings are the yardstick's and FIXED's
 # (a trial whose run config changes is stale: the harness reruns it)
 GRID: dict[str, tuple[str, tuple[float, ...]]] = {
@@ -45,11 +44,6 @@ GRID: dict[str, tuple[str, tuple[float, ...]]] = {
 FIXED: dict[str, str] = {"zdas+scaffold": "train.lr=0.003"}
 
 
-def trials() -> list[tuple[str, str, float]]:
-    """Every (method, key, value) of the grid, in order."""
-    return [(m, k, v) for m, (k, vs) in GRID.items() for v in vs]
-
-
 def cell_name(method: str, key: str, value: float) -> str:
     return f"{method}-{key}={value:g}"
 
@@ -61,29 +55,32 @@ def knob_setting(method: str, key: str, value: float) -> str:
 
 def cell(method: str, key: str, value: float) -> Cell:
     """One trial: the yardstick's settings with the knob set, through `flwr run .`."""
-    keys = (
-        FMNIST100.overrides(method, PARTITION, SEED, ROUNDS)
-        + f" {knob_setting(method, key, value)}"
-    )
+    knob = knob_setting(method, key, value)
+    keys = f"{FMNIST100.overrides(method, PARTITION, SEED, ROUNDS)} {knob}"
     row = {"algorithm": method, "partition": PARTITION, "seed": SEED, "knob": key, "value": value}
     return Cell(keys, FMNIST100.clients, row, flower_cell)
 
 
-def last10(row: dict) -> float:
-    return float(np.mean(row["accuracy_per_round"][-LAST:]))
+def cellset() -> CellSet:
+    trials = [(m, k, v) for m, (k, vs) in GRID.items() for v in vs]
+    return CellSet("tuning", {cell_name(*t): cell(*t) for t in trials}, report)
+
+
+def best(rows: list[dict]) -> dict[str, dict]:
+    """Each method's trial with the best last-10 accuracy (the first of equals)."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        if r["algorithm"] not in out or last10(r) > last10(out[r["algorithm"]]):
+            out[r["algorithm"]] = r
+    return out
 
 
 @functools.cache  # one read per process: the tuning cells do not change under a report
 def picks() -> dict[str, tuple[str, float]]:
-    """Each tuned method's (knob, value) with the best last-10 accuracy in the tuning cells
-    (current ones only: the table's)."""
-    cs, best = cellset(), {}
-    for name, r in saved(cs, RESULTS).items():
-        if status(cs.cells[name], r) not in ("current", "legacy"):
-            continue
-        if r["algorithm"] not in best or last10(r) > last10(best[r["algorithm"]]):
-            best[r["algorithm"]] = r
-    return {m: (r["knob"], float(r["value"])) for m, r in best.items()}
+    """Each tuned method's (knob, value) in the current tuning cells (the table's)."""
+    cs = cellset()
+    rows = [r for n, r in saved(cs, RESULTS).items() if status(cs.cells[n], r) in CURRENT]
+    return {m: (r["knob"], float(r["value"])) for m, r in best(rows).items()}
 
 
 def setting(method: str) -> str:
@@ -93,13 +90,9 @@ def setting(method: str) -> str:
     return knob_setting(method, *pick) if pick else ""
 
 
-def table(rows: list[dict]) -> str:
-    """The tuning table: every trial, the pick per method in bold."""
-    best: dict[str, dict] = {}
-    for r in rows:
-        m = r["algorithm"]
-        if m not in best or last10(r) > last10(best[m]):
-            best[m] = r
+def report(rows: list[dict], results: Path, public: bool) -> None:
+    """tuning.md: every trial, the pick per method in bold, and each trial's command."""
+    top = best(rows)
     lines = [
         f"# Tuning (FMNIST-100, {PARTITION}, seed {SEED}, {ROUNDS} rounds)",
         "",
@@ -113,7 +106,7 @@ def table(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        b = "**" if best[r["algorithm"]] is r else ""
+        b = "**" if top[r["algorithm"]] is r else ""
         lines.append(
             f"| {r['algorithm']} | {r['knob']} | {b}{r['value']:g}{b} | {b}{last10(r):.4f}{b} "
             f"| {r['final_accuracy']:.4f} | {r['client_acc_std']:.4f} "
@@ -122,15 +115,7 @@ def table(rows: list[dict]) -> str:
     lines += ["", "Commands (`bash scripts/run.sh KEY=VALUE ...` with NUM_SUPERNODES=100):", ""]
     lines += [f"- `{cell_name(r['algorithm'], r['knob'], r['value'])}`: `{r['command']}`"
               for r in rows]  # fmt: skip
-    return "\n".join(lines) + "\n"
-
-
-def report(rows: list[dict], results: Path, public: bool) -> None:
-    (results / "tuning.md").write_text(table(rows))
-
-
-def cellset() -> CellSet:
-    return CellSet("tuning", {cell_name(*t): cell(*t) for t in trials()}, report)
+    (results / "tuning.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

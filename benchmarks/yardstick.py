@@ -1,8 +1,6 @@
 """What a yardstick is: the :class:`Yardstick` record (fixed federation, partitions, methods
-and seeds, its cells) and the centralized ceiling's runner. ``fmnist10.py`` and
-``fmnist100.py`` are the two yardsticks; ``report.py`` makes one a cell set and builds its
-tables and plots.
-"""
+and seeds, its cells) and the centralized ceiling's runner; ``report.py`` makes one a cell
+set and builds its tables and plots."""
 
 from __future__ import annotations
 
@@ -86,21 +84,11 @@ class Yardstick:
 
     def meta(self) -> dict:
         """What the report says about the yardstick."""
-        algs, parts, seeds = self.extra_seeds
-        return {
-            "dataset": self.describe.get("dataset"),
-            "clients": self.clients,
-            **{k: v for k, v in self.describe.items() if k != "dataset"},
-            "seed": 0,
-            "extra_seeds": {
-                "algorithms": list(algs),
-                "partitions": list(parts),
-                "seeds": list(seeds),
-            },
-            "rounds": self.rounds,
-            "quick": self.quick,
-            "method_overrides": self.method_overrides,
-        }
+        (algs, parts, seeds), more = self.extra_seeds, dict(self.describe)
+        extra = {"algorithms": list(algs), "partitions": list(parts), "seeds": list(seeds)}
+        return {"dataset": more.pop("dataset", None), "clients": self.clients, **more,
+                "seed": 0, "extra_seeds": extra, "rounds": self.rounds, "quick": self.quick,
+                "method_overrides": self.method_overrides}  # fmt: skip
 
 
 def run_centralized(yard: Yardstick, cell: Cell, work: Path) -> dict:
@@ -123,18 +111,13 @@ def run_centralized(yard: Yardstick, cell: Cell, work: Path) -> dict:
             part = train.subset(rng.permutation(n)[: round(yard.central_fraction * n)].tolist())
         train_local(model, part, TrainConfig(local_epochs=yard.central_epochs), seed=r)
         accs.append(float(evaluate(model, test)["accuracy"]))
-    none = dict.fromkeys(("client_acc_mean", "client_acc_std", "client_acc_worst10"))
     return {
-        "rounds": cfg.rounds,
-        "final_accuracy": accs[-1],
-        "best_accuracy": max(accs),
-        **none,
+        "rounds": cfg.rounds, "final_accuracy": accs[-1], "best_accuracy": max(accs),
+        **dict.fromkeys(("client_acc_mean", "client_acc_std", "client_acc_worst10")),
         "seconds_per_round": (time.perf_counter() - t0) / cfg.rounds,
-        "inversion_seconds_per_round": 0.0,
-        "rounds_to_fedavg_final": None,
-        "accuracy_per_round": accs,
-        "platform": platform_info(),
-    }
+        "inversion_seconds_per_round": 0.0, "rounds_to_fedavg_final": None,
+        "accuracy_per_round": accs, "platform": platform_info(),
+    }  # fmt: skip
 
 
 def mean_of(rows: list[dict], alg: str, part: str, key: str = "final_accuracy") -> float | None:
