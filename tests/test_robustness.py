@@ -13,7 +13,6 @@ from fedcore.algorithms.base import Received
 from fedcore.algorithms.zdas import Inverted
 from fedcore.algorithms.zdas_screen import (
     claimed_accuracy,
-    peer_agreement,
     robust_z,
     screen,
     update_cosines,
@@ -134,19 +133,6 @@ def test_inverted_without_drops_a_sources_samples_and_teacher():
     assert kept.sources.tolist() == [7, 7, 9, 9] and kept.y.tolist() == [0, 1, 4, 5]
     assert kept.teachers == [teachers[0], teachers[2]]
     assert np.array_equal(kept.x.numpy(), x[[0, 1, 4, 5]].numpy())
-
-
-def test_peers_holding_a_class_disown_a_liars_samples():
-    classes, honest = 4, torch.nn.Identity()  # an honest model: logits = the one-hot input
-    y = torch.arange(classes).repeat(2)
-    eye = torch.eye(classes)
-    x = torch.cat([eye[y], eye[y], eye[y], eye[classes - 1 - y]])  # source 9 lies
-    sources = torch.tensor([1] * 8 + [2] * 8 + [5] * 8 + [9] * 8)
-    votes = votes_of([honest] * 4, x, y.repeat(4), "cpu")
-    agreed = peer_agreement(votes, torch.ones(4, classes, dtype=torch.bool), y.repeat(4), sources)
-    assert agreed == {1: 1.0, 2: 1.0, 5: 1.0, 9: 0.0}
-    alone = torch.eye(classes, dtype=torch.bool)  # nobody else holds a source's class
-    assert set(peer_agreement(votes, alone, y.repeat(4), sources)) == {1, 2, 5, 9}
 
 
 def test_a_model_that_mislabels_its_own_classes_is_left_out():

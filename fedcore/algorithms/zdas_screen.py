@@ -2,19 +2,18 @@
 its inversions do, and leaves its samples (and its vote in the distillation ensemble) out
 of the fine-tuning set.
 
-Two signals per client model, each compared with the round's other models by a robust
-z-score (distance from the median in units of 1.4826 x the median absolute deviation):
-the BatchNorm-statistics loss its inversion ends at (a model whose weights no longer fit
-its running statistics, e.g. sign-flipped or noised, cannot be inverted into samples that
-match them: high), and how often the other client models that hold a sample's class (by
-their shared label counts) label it as that class, or without counts the share the
-aggregate labels so (a model trained on permuted labels, or a reversed one, makes samples
-its peers call something else: low). A model more than ``threshold`` deviations out on
-either side is left out. Where the round's sent model is known, a third signal: a model
-whose update points away from the round's average update (negative cosine) is left out as
-well (a reversed update; levers.md, screen v3). With label counts, a fourth: a model that
-labels under ``CLAIMED_FLOOR`` of its peers' samples of the classes it claims to hold as
-those classes is left out (a reversed model calls them anything else; levers.md, screen v6).
+Per client model, against the round's other models by a robust z-score (distance from the
+median in units of 1.4826 x the median absolute deviation): the BatchNorm-statistics loss
+its inversion ends at (a model whose weights no longer fit its running statistics, e.g.
+sign-flipped or noised, cannot be inverted into samples that match them: high). Where the
+round's sent model is known, a model whose update points away from the round's average
+update (negative cosine) is out (levers.md, screen v3). With shared label counts, a model
+that labels under ``CLAIMED_FLOOR`` of its peers' samples of the classes it claims to hold
+as those classes is out: an absolute floor the round's attackers cannot move (screen v6).
+Without counts, the share of a model's samples the aggregate labels as their class, by
+z-score (low: a model trained on permuted labels makes samples others call something else).
+With counts, the peers' agreement with a model's samples (screen v2) is not used: it made
+most of the honest false alarms (levers.md, screen v6).
 """
 
 from __future__ import annotations
@@ -62,27 +61,6 @@ def votes_of(
         return torch.stack([_labels(t, x, device) == y for t in teachers])
 
 
-def peer_agreement(
-    votes: torch.Tensor, holds: torch.Tensor, y: torch.Tensor, sources: torch.Tensor
-) -> dict[int, float]:
-    """Per source: how often the *other* client models that hold a sample's class
-    (``holds``: models x classes, from their label counts) label it as that class (mean
-    over its samples that have such a peer; a source none of whose classes another model
-    holds gets the round's median)."""
-    ids = [int(s) for s in sources.unique_consecutive()]  # one per teacher, in order
-    out: dict[int, float] = {}
-    for k, src in enumerate(ids):
-        mine = sources == src
-        peers = holds[:, y[mine]].clone()  # (models, its samples): who holds each one's class
-        peers[k] = False
-        covered = peers.any(0)
-        if covered.any():
-            hits = (votes[:, mine] & peers).sum(0)[covered].float()
-            out[src] = float((hits / peers.sum(0)[covered]).mean())
-    fill = float(np.median(list(out.values()))) if out else 1.0
-    return {src: out.get(src, fill) for src in ids}
-
-
 def claimed_accuracy(
     votes: torch.Tensor, holds: torch.Tensor, y: torch.Tensor, sources: torch.Tensor
 ) -> dict[int, float]:
@@ -126,25 +104,25 @@ def update_cosines(
 
 def screen(
     bn_losses: Mapping[int, float],
-    agreed: Mapping[int, float],
+    agreed: Mapping[int, float] | None,
     threshold: float,
     cosines: Mapping[int, float] | None = None,
     claimed: Mapping[int, float] | None = None,
 ) -> list[int]:
     """The sources whose BN loss is ``threshold`` deviations above the round's median, or
-    whose agreement is ``threshold`` below it, or (``cosines``) whose update points away
-    from the average's, or (``claimed``) whose model labels under ``CLAIMED_FLOOR`` of its
-    peers' samples of its own classes right (none with fewer than 3 models)."""
+    (``agreed``) whose agreement is ``threshold`` below it, or (``cosines``) whose update
+    points away from the average's, or (``claimed``) whose model labels under
+    ``CLAIMED_FLOOR`` of its peers' samples of its own classes right (none with fewer than
+    3 models)."""
     if threshold <= 0 or len(bn_losses) < 3:
         return []
     med_bn = float(torch.tensor(list(bn_losses.values())).median())
     z_bn = robust_z(bn_losses, BN_FLOOR * abs(med_bn))
-    z_agree = robust_z(agreed, AGREEMENT_FLOOR)
-    away = {k for k, c in (cosines or {}).items() if c < 0}
-    away |= {k for k, a in (claimed or {}).items() if a < CLAIMED_FLOOR}
-    return sorted(
-        k for k in bn_losses if z_bn[k] > threshold or z_agree[k] < -threshold or k in away
-    )
+    z_agree = robust_z(agreed, AGREEMENT_FLOOR) if agreed else {}
+    out = {k for k in bn_losses if z_bn[k] > threshold or z_agree.get(k, 0.0) < -threshold}
+    out |= {k for k, c in (cosines or {}).items() if c < 0}
+    out |= {k for k, a in (claimed or {}).items() if a < CLAIMED_FLOOR}
+    return sorted(out & set(bn_losses))
 
 
 class Inversions(Protocol):
@@ -167,15 +145,14 @@ def screen_models(
     sent: StateDict | None,
     param_names: Sequence[str],
 ) -> list[int]:
-    """The client models (partitions) the screen leaves out of this round: peers'
-    agreement (or, without label counts, the aggregate's), BN loss, and with ``sent`` the
-    update's direction."""
+    """The client models (partitions) the screen leaves out of this round: BN loss, with
+    label counts the claimed-class accuracy (without, the aggregate's agreement), and with
+    ``sent`` the update's direction."""
     counts = [c[2] for c in clients]
-    claimed: dict[int, float] = {}
+    agreed, claimed = None, None
     if all(c is not None for c in counts):
         holds = torch.tensor(np.stack([c for c in counts if c is not None]) > 0)
         votes = votes_of(inv.teachers, inv.x, inv.y, device)
-        agreed = peer_agreement(votes, holds, inv.y, inv.sources)
         claimed = claimed_accuracy(votes, holds, inv.y, inv.sources)
     else:
         agreed = agreement(student, inv.x, inv.y, inv.sources, device)
