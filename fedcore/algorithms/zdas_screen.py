@@ -48,8 +48,7 @@ def agreement(
     device: torch.device | str,
 ) -> dict[int, float]:
     """Per source: the share of its samples ``model`` labels as their target class."""
-    with torch.no_grad():
-        hits = _labels(model, x, device) == y
+    hits = votes_of([model], x, y, device)[0]
     return {int(s): float(hits[sources == s].float().mean()) for s in sources.unique()}
 
 
