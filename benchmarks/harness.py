@@ -166,11 +166,14 @@ def core_cell(cell: Cell, work: Path) -> dict:
     return core_run(cell.keys, cell.clients, experiment=cell.experiment)
 
 
-def core_run(keys: str, clients: int, experiment: Path | None = None, threads: int = 1) -> dict:
+def core_run(
+    keys: str, clients: int, experiment: Path | None = None, threads: int = 1,
+    save: Path | None = None,
+) -> dict:
     """A run config through the core round loop at ``threads`` torch threads (0: torch's
     own count), on CUDA if there is one: the global model on the test set every round and,
     after the last round, on every client's own test set (as Flower's final federated
-    evaluation)."""
+    evaluation). ``save``: where to write the final model's state dict."""
     if threads:
         torch.set_num_threads(threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -190,6 +193,8 @@ def core_run(keys: str, clients: int, experiment: Path | None = None, threads: i
         if r.server_round % 10 == 0:
             note = f"acc {accuracy[-1]:.4f}, {seconds[-1]:.2f} s (train + aggregate)"
             print(f"{cfg.name} s{cfg.seed} round {r.server_round}: {note}", flush=True)
+    if save is not None:
+        torch.save(r.model.state_dict(), save)
     clients_acc = [
         float(evaluate(r.model, fed.client_datasets(pid)[1], device=device)["accuracy"])
         for pid in range(cfg.num_clients)

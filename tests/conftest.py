@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +98,21 @@ def idx_dir(tmp_path: Path) -> Path:
         write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 8, 8)))
         write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 4, gz=False)
     return tmp_path
+
+
+def core_numbers(keys: str, clients: int, save: Path | None = None) -> tuple[list, list]:
+    """Per-round global accuracy and the final client accuracies of ``keys`` through the
+    core round loop, in a fresh process in reproducible mode (``save``: the final model):
+    Flower's numbers of the same run config, which the golden test holds exactly."""
+    target = f"pathlib.Path({str(save)!r})" if save else "None"
+    code = ("import json, pathlib; from benchmarks.harness import core_run; "
+            f"r = core_run({keys!r}, {clients}, save={target}); "
+            "print(json.dumps([r['accuracy_per_round'], r['client_accuracies']]))")  # fmt: skip
+    env = dict(os.environ, FEDZDA_REPRODUCIBLE="1")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    accuracy, clients_acc = json.loads(out.stdout.strip().splitlines()[-1])
+    return accuracy, clients_acc
 
 
 def flwr_run(

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from fedcore.config import load_config
 from fedcore.federation import build_federation
 from scripts.deploy import Deployment, run, superlink_command, supernode_command
 from scripts.make_sites import site_keys, write_sites
+from tests.conftest import core_numbers
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FEDERATION = (
     "partition.alpha=1.0 data.train_subset=1500 data.test_subset=500 "
     "partition.client_test_size=200 zdac.inversion.steps=20 zdas.inversion.steps=20 "
-    "zdas.samples_per_client=30 zdac.bank_per_class=8 server.evaluate_every=3 name=sites"
-)  # federated evaluation in the last round only: a SuperNode starts a process per message
+    "zdas.samples_per_client=30 zdac.bank_per_class=8 server.evaluate_every=2 name=sites"
+)  # 2 rounds (ZDAC inverts from round 2), federated evaluation in the last one only: a
+# SuperNode starts a process per message
 
 
 def _sites(tmp_path: Path, bad: bool = False) -> tuple[list[str], str]:
@@ -77,21 +78,21 @@ def test_commands_default_to_tls_and_node_auth(tmp_path):
     assert "partition-id" not in cmd
 
 
-@pytest.mark.slow(seconds=175)
+@pytest.mark.slow(seconds=120)
 def test_fedavg_sites_deployment_gives_the_simulations_numbers(tmp_path, monkeypatch):
     """Loopback SuperLink + one SuperNode per site file (TLS, node auth), the server holding
     only test.npz: the simulation's numbers of the same partitions (the core round loop,
     which the golden test holds equal to Flower's simulation), per round, exactly
     (reproducible mode). A fourth, unreadable site is refused with its reason."""
     monkeypatch.setenv("FEDZDA_REPRODUCIBLE", "1")  # the same kernels in every process
-    keys = f"{FEDERATION} algorithm=fedavg rounds=3"
+    keys = f"{FEDERATION} algorithm=fedavg rounds=2"
     paths, site_config = _sites(tmp_path, bad=True)
     dep = Deployment(num_supernodes=len(paths), workdir=tmp_path / "deploy", port=0,
                      supernode_port=0, run_config=f"{keys} {site_config}", timeout=500,
                      sites=paths)  # fmt: skip
     run_dir = run(dep)
-    _check_sites_run(run_dir, 3)
-    assert list(_numbers(run_dir)) == list(_core_numbers(keys, 3))
+    _check_sites_run(run_dir, 2)
+    assert list(_numbers(run_dir)) == list(core_numbers(keys, 3))
     assert "https://" in (dep.workdir / "logs" / "superlink.log").read_text()
     assert all(p.poll() is not None for p in dep.procs)  # everything stopped
     server_log = (dep.workdir / "logs" / "flwr-run.log").read_text()
@@ -100,27 +101,14 @@ def test_fedavg_sites_deployment_gives_the_simulations_numbers(tmp_path, monkeyp
     assert "refuses to join" in site_log and "not an .npz archive" in site_log
 
 
-def _core_numbers(keys: str, clients: int) -> tuple[list, list]:
-    """Per-round global accuracy and the final client accuracies of ``keys`` through the
-    core round loop, in a fresh process in reproducible mode."""
-    code = ("import json; from benchmarks.harness import core_run; "
-            f"r = core_run({keys!r}, {clients}); "
-            "print(json.dumps([r['accuracy_per_round'], r['client_accuracies']]))")  # fmt: skip
-    env = dict(os.environ, FEDZDA_REPRODUCIBLE="1")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                         text=True, check=True)  # fmt: skip
-    accuracy, clients_acc = json.loads(out.stdout.strip().splitlines()[-1])
-    return accuracy, clients_acc
-
-
-@pytest.mark.slow(seconds=150)
+@pytest.mark.slow(seconds=105)
 def test_zda_sites_across_hosts_give_the_simulations_numbers(tmp_path, monkeypatch, hosts):
     """The multi-host recipe: a SuperLink host and three SuperNode hosts (network
     namespaces on a private bridge where root allows, else loopback), each SuperNode host
     given only its own site file: the core round loop's ZDA numbers of the same partitions,
     per round, exactly (the golden test holds the core loop equal to Flower's simulation)."""
     monkeypatch.setenv("FEDZDA_REPRODUCIBLE", "1")
-    keys = f"{FEDERATION} algorithm=zda rounds=3"
+    keys = f"{FEDERATION} algorithm=zda rounds=2"
     paths, site_config = _sites(tmp_path)
     where: dict = {"port": 0, "supernode_port": 0}
     if hosts:
@@ -131,8 +119,8 @@ def test_zda_sites_across_hosts_give_the_simulations_numbers(tmp_path, monkeypat
     dep = Deployment(num_supernodes=3, workdir=tmp_path / "deploy", timeout=500, sites=paths,
                      run_config=f"{keys} {site_config}", **where)  # fmt: skip
     run_dir = run(dep)
-    _check_sites_run(run_dir, 3)
-    assert list(_numbers(run_dir)) == list(_core_numbers(keys, 3))
+    _check_sites_run(run_dir, 2)
+    assert list(_numbers(run_dir)) == list(core_numbers(keys, 3))
     rows = _rows(run_dir)
     assert all(r["train_zdas_samples"] > 0 and r["train_refused"] == 0 for r in rows)
     assert rows[-1]["train_syn_count"] > 0  # ZDAC: the sites trained on synthetic samples too
