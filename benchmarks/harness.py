@@ -167,7 +167,10 @@ def core_cell(cell: Cell, work: Path) -> dict:
 
 
 def core_run(
-    keys: str, clients: int, experiment: Path | None = None, threads: int = 1,
+    keys: str,
+    clients: int,
+    experiment: Path | None = None,
+    threads: int = 1,
     save: Path | None = None,
 ) -> dict:
     """A run config through the core round loop at ``threads`` torch threads (0: torch's

@@ -16,7 +16,7 @@ from fedcore.data import ArrayDataset
 from fedcore.datasets import load_dataset
 from fedcore.experiment import ExperimentConfig
 from fedcore.partition import PARTITIONERS, PartitionError, client_test_indices, label_counts
-from fedcore.seeds import CLIENT_TEST, derive_seed
+from fedcore.seeds import CLIENT_TEST, OFFSET, derive_seed
 from fedcore.sites import ClientData
 
 
@@ -79,7 +79,7 @@ def build_federation(cfg: ExperimentConfig) -> Federation:
     d = cfg.data
     splits = load_dataset(d.dataset, d.path, d.test_path)
     train = _random_subset(splits.train, d.train_subset, cfg.seed)
-    test = _random_subset(splits.test, d.test_subset, cfg.seed + 1)
+    test = _random_subset(splits.test, d.test_subset, derive_seed(cfg.seed, 1, OFFSET))
     labels = train.y.numpy()
     parts = partition_labels(labels, cfg)
     counts = label_counts(labels, parts, train.num_classes)

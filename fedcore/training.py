@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from fedcore.data import ArrayDataset
+from fedcore.seeds import OFFSET, derive_seed
 from fedcore.vision import AUGMENTATIONS, augmenter
 
 
@@ -168,7 +169,9 @@ def _draws(
     (main_name, main), *rest = sources.items()
     if main.per_batch or any(s.per_batch < 1 for _, s in rest):
         raise ValueError("the first source is the main one (per_batch 0), the others per_batch > 0")
-    gens = [torch.Generator().manual_seed(seed + 1 + k) for k in range(len(rest))]
+    gens = [
+        torch.Generator().manual_seed(derive_seed(seed, 1 + k, OFFSET)) for k in range(len(rest))
+    ]
     return main_name, main, [(n, s, s.batches(g)) for (n, s), g in zip(rest, gens, strict=True)]
 
 

@@ -19,6 +19,7 @@ from fedcore.protocol import SEED, record_to_state, state_to_record
 from fedcore.round import build_server
 from fedcore.rundir import RunDir
 from fedcore.sampling import Rounds, Sampling
+from fedcore.seeds import OFFSET, derive_seed
 from fedcore.training import evaluate
 from server_app.checkpoint import load_checkpoint, save_checkpoint
 from server_app.data import ServerData, server_data
@@ -193,7 +194,7 @@ def save_leakage(
 
     report, pairs = round_report(
         x, y, train.sources, images, range(fed.num_clients), model, spec.mean, spec.std,
-        holdout=(fed.test.x, fed.test.y), seed=seed + server_round,
+        holdout=(fed.test.x, fed.test.y), seed=derive_seed(seed, server_round, OFFSET),
     )  # fmt: skip
     run.append_jsonl("leakage.jsonl", {"round": server_round, **report})
     pairs_np = [(a.numpy(), b.numpy(), s) for a, b, s in pairs]
