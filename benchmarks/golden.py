@@ -43,7 +43,6 @@ def core(method: str) -> dict:
 
 def flower(method: str, home: Path) -> dict:
     """The run through `flwr run .` (Flower's simulation engine, a private SuperLink)."""
-    (home / method).mkdir(parents=True, exist_ok=True)
     cell = Cell(overrides(method), CLIENTS, experiment=EXPERIMENT)
     return _golden(flower_cell(cell, home / method))
 

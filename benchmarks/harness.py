@@ -63,7 +63,7 @@ class Cell:
     keys: str
     clients: int
     row: dict = field(default_factory=dict)
-    runner: Runner | None = None  # default: core_cell
+    runner: Runner | None = None  # default: the core round loop (core_run)
     experiment: Path | None = None
     extra: str = ""  # what else the result depends on (a runner's own settings): stamped
 
@@ -156,14 +156,12 @@ def code_version() -> dict:
 
 
 def run_cell(cell: Cell, work: Path) -> dict:
-    """One cell's result: its naming fields, command, code and stamp, then its runner's."""
+    """One cell's result: its naming fields, command, code and stamp, then its runner's (the
+    core loop's where it names none; ``work``: the runner's own directory)."""
     head = {**cell.row, "command": cell.keys, "code": code_version(), "stamp": stamp(cell)}
-    return head | (cell.runner or core_cell)(cell, work)
-
-
-def core_cell(cell: Cell, work: Path) -> dict:
-    """The core-loop runner (``work`` unused)."""
-    return core_run(cell.keys, cell.clients, experiment=cell.experiment)
+    if cell.runner is None:
+        return head | core_run(cell.keys, cell.clients, experiment=cell.experiment)
+    return head | cell.runner(cell, work)
 
 
 def core_run(
@@ -224,9 +222,11 @@ def _attack_record(cfg: ExperimentConfig, left_out: list[dict]) -> dict:
 
 
 def flower_cell(cell: Cell, work: Path) -> dict:
-    """The user-path runner: `flwr run .` on a private local simulation SuperLink."""
+    """The user-path runner: `flwr run .` on a private local simulation SuperLink, its run
+    directory and log in ``work``."""
     run_dir = work / "run"
     shutil.rmtree(run_dir, ignore_errors=True)  # a cell always runs whole, from round 1
+    work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     proc = simulate(f"{cell.keys} output.dir={run_dir}", cell.clients, work / "flwr-home",
                     experiment=cell.experiment)  # fmt: skip
@@ -262,6 +262,11 @@ def saved(cs: CellSet, results: Path) -> dict[str, dict]:
     return {n: json.loads(p.read_text()) for n in cs.cells if (p := out / f"{n}.json").is_file()}
 
 
+def current(cs: CellSet, results: Path) -> dict[str, dict]:
+    """The set's saved results that are kept (current or legacy), by cell name."""
+    return {n: r for n, r in saved(cs, results).items() if status(cs.cells[n], r) in CURRENT}
+
+
 def select(cs: CellSet, patterns: str) -> list[str]:
     """Cell names matching comma-separated names or shell patterns (all when empty)."""
     if not patterns:
@@ -278,9 +283,7 @@ def run_missing(cs: CellSet, names: list[str], results: Path) -> None:
             print(f"skip {n} ({state})")
             continue
         print(f"run  {n} ({state}) ...", flush=True)
-        work = results / "work" / cs.folder / n
-        work.mkdir(parents=True, exist_ok=True)
-        row = run_cell(cs.cells[n], work)
+        row = run_cell(cs.cells[n], results / "work" / cs.folder / n)
         (results / cs.folder / f"{n}.json").write_text(json.dumps(row, indent=2))
         print(f"done {n}: final {row['final_accuracy']:.4f}", flush=True)
 
@@ -313,9 +316,8 @@ def main(cs: CellSet, doc: str, argv: list[str] | None = None) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
         run_missing(cs, names, results)
-        have = saved(cs, results)
-    keep = {n: r for n, r in have.items() if status(cs.cells[n], r) in CURRENT}
-    if stale := [n for n in have if n not in keep]:
+    keep = current(cs, results)
+    if stale := [n for n in saved(cs, results) if n not in keep]:
         print(f"left out (stale: rerun them): {', '.join(stale)}")
     cs.report(list(keep.values()), results, not (a.quick or a.results))
     return 0

@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks.fmnist100 import FMNIST100
 from benchmarks.harness import Cell, CellSet, main
-from benchmarks.report import last10, mean_std, signed
+from benchmarks.report import last10, mean_std, platform_kind_of, signed
 from benchmarks.yardstick import Yardstick
 
 ROUNDS, SEEDS = 50, (3, 4, 5)
@@ -91,7 +91,7 @@ def markdown(
                 continue
             per = " / ".join(f"{last10(r) * 100:.1f}" for r in mine)
             d = [last10(r) - last10(by[best, r["seed"]]) for r in mine if (best, r["seed"]) in by]
-            kinds = sorted({(r.get("platform") or {}).get("kind", "?") for r in mine})
+            kinds = sorted({platform_kind_of(r) for r in mine})
             lines.append(
                 f"| {m} | {','.join(str(r['seed']) for r in mine)} | {per} "
                 f"| {mean_std([last10(r) for r in mine])} | {signed(d) or '–'} "

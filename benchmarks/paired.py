@@ -25,7 +25,7 @@ import numpy as np
 
 from benchmarks.fmnist100 import FMNIST100
 from benchmarks.harness import RESULTS, Cell, CellSet, flower_cell, main
-from benchmarks.report import last10, mean_std, rounds_to_reach, signed
+from benchmarks.report import last10, mean_std, platform_kind_of, rounds_to_reach, signed, verdict
 from benchmarks.tuning import setting
 
 ROUNDS, PARTITIONS, SEEDS = 50, ("dir0.1", "c2"), (0, 1, 2)
@@ -94,19 +94,6 @@ def summary(rows: list[dict], times: dict | None = None) -> dict:
             }
         out[part] = {"best_baseline": best, "methods": table}
     return out
-
-
-def platform_kind_of(row: dict) -> str:
-    """The kind of machine a cell ran on: its recorded platform, else its device, else
-    ``unrecorded`` (cells from before results recorded their platform: CPU types differ)."""
-    if row.get("platform"):
-        return row["platform"]["kind"]
-    device = row.get("device", "cpu")
-    return f"cuda-{device.replace(' ', '_')}" if device != "cpu" else "unrecorded"
-
-
-def verdict(gap: float) -> str:
-    return "met" if gap >= 0 else f"missed by {abs(gap):.3f}"
 
 
 def targets(summ: dict, times: dict | None, method: str) -> list[str]:

@@ -59,6 +59,11 @@ def signed(values: Iterable[float]) -> str:
     return " / ".join(f"{v * 100:+.1f}" for v in values)
 
 
+def verdict(gap: float) -> str:
+    """A target met (``gap`` ≥ 0: the measured value's margin) or missed by how much."""
+    return "met" if gap >= 0 else f"missed by {abs(gap):.3f}"
+
+
 def targets(found: list[Target]) -> list[str]:
     """The issue's targets as a table, each met or missed by how much."""
     lines = ["| target | measured | verdict |", "|---|---|---|"]
@@ -67,10 +72,18 @@ def targets(found: list[Target]) -> list[str]:
             lines.append(f"| {label} | – | not run yet |")
             continue
         gap = value - threshold if higher else threshold - value
-        verdict = "met" if gap >= 0 else f"missed by {abs(gap):.3f}"
         lines.append(f"| {label} | {value:.3f} (needs {'≥' if higher else '≤'} "
-                     f"{threshold:.3f}) | {verdict} |")  # fmt: skip
+                     f"{threshold:.3f}) | {verdict(gap)} |")  # fmt: skip
     return lines
+
+
+def platform_kind_of(row: dict) -> str:
+    """The kind of machine a cell ran on: its recorded platform, else its device, else
+    ``unrecorded`` (cells from before results recorded their platform: CPU types differ)."""
+    if row.get("platform"):
+        return row["platform"]["kind"]
+    device = row.get("device", "cpu")
+    return f"cuda-{device.replace(' ', '_')}" if device != "cpu" else "unrecorded"
 
 
 def cell_id(r: dict) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 from benchmarks.fmnist100 import FMNIST100
 from benchmarks.harness import Cell, CellSet, core_run, main
 from benchmarks.heldout import SETTINGS
-from benchmarks.report import last10
+from benchmarks.report import last10, platform_kind_of
 
 ROUNDS, SEED, SHARE, HEADLINE_SEEDS = 30, 0, 0.2, (0, 1, 2)
 METHODS = ("fedavg", "fedlc", "zdas+scaffold")
@@ -110,7 +110,7 @@ def report(rows: list[dict], results: Path, public: bool) -> None:
         lines.append(
             f"| {m}{ROBUST if rob else ''} | {a} | {last10(r) * 100:.1f} | {delta} "
             f"| {r['client_acc_std'] * 100:.1f} | {r['client_acc_worst10'] * 100:.1f} "
-            f"| {r['seconds_per_round']:.1f} | {seen} | {r['platform']['kind']} |"
+            f"| {r['seconds_per_round']:.1f} | {seen} | {platform_kind_of(r)} |"
         )
     (results / "robustness.md").write_text("\n".join(lines + headline(rows)) + "\n")
 

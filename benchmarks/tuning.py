@@ -16,7 +16,7 @@ import functools
 from pathlib import Path
 
 from benchmarks.fmnist100 import FMNIST100
-from benchmarks.harness import CURRENT, RESULTS, Cell, CellSet, flower_cell, main, saved, status
+from benchmarks.harness import RESULTS, Cell, CellSet, current, flower_cell, main
 from benchmarks.report import last10
 
 ROUNDS, PARTITION, SEED = 25, "dir0.1", 0
@@ -78,8 +78,7 @@ def best(rows: list[dict]) -> dict[str, dict]:
 @functools.cache  # one read per process: the tuning cells do not change under a report
 def picks() -> dict[str, tuple[str, float]]:
     """Each tuned method's (knob, value) in the current tuning cells (the table's)."""
-    cs = cellset()
-    rows = [r for n, r in saved(cs, RESULTS).items() if status(cs.cells[n], r) in CURRENT]
+    rows = list(current(cellset(), RESULTS).values())
     return {m: (r["knob"], float(r["value"])) for m, r in best(rows).items()}
 
 
