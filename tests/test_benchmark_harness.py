@@ -186,3 +186,25 @@ def test_a_key_added_switched_off_leaves_stamps_alone():
     assert "finetune_lr" in used(config_of(zdas, 100))["zdas"]  # every other key stays
     on = Cell(f"{zdas} zdas.guard=true", 100)
     assert stamp(Cell(zdas, 100)) == stamp(Cell(f"{zdas} zdas.guard=false", 100)) != stamp(on)
+
+
+def test_defaults_rule_keeps_the_value_with_the_smaller_largest_regret():
+    """extreme.defaults: tau 1 loses 1 point here and 2 in tuning, tau 16 loses 3 here: tau 1
+    (largest regret 2) is kept; a knob with a missing seed waits."""
+    from benchmarks.extreme import defaults
+
+    def row(label: str, seed: int, acc: float) -> dict:
+        return {"algorithm": label, "partition": "c2", "seed": seed, "accuracy_per_round": [acc]}
+
+    rows = (
+        [row("fedlc@1", s, 0.80) for s in (0, 1, 2)]
+        + [row("fedlc", s, 0.77) for s in (0, 1, 2)]
+        + [row("fedprox@0.01", 0, 0.5)]
+    )
+    tuned = {"fedlc-fedlc.tau=1": {"accuracy_per_round": [0.85]},
+             "fedlc-fedlc.tau=16": {"accuracy_per_round": [0.87]}}  # fmt: skip
+    lines = defaults(rows, tuned)
+    tau = [line for line in lines if line.startswith("| fedlc.tau")]
+    assert "1 (default: **kept**)" in tau[0] and "largest 2.00" in tau[0]
+    assert "16 (pick)" in tau[1] and "largest 3.00" in tau[1]
+    assert "| fedprox.mu | | waiting for cells | | | |" in lines
