@@ -15,6 +15,7 @@ takes the methods, e.g. ``fedavg,fedlc``).
 - ``paired_timing``: the paired comparison's methods back to back, seconds per round.
 - ``paths``: every algorithm path's numbers (and model hash), recorded before a refactor.
 - ``aggregation_cost``: what each robust rule adds to a round.
+- ``head_alignment``: a label-flip signal for ZDAS's screen, measured before it is built.
 - ``pools``: warm starts under client sampling, server-side banks vs per-client pools.
 - ``scale``: FedAvg and ZDA on 10 to 10,000 simulated clients: memory, seconds per round.
 - ``speed``: training vs inversion throughput, FedAvg vs ZDA rounds, distillation quality.
