@@ -78,7 +78,7 @@ def test_commands_default_to_tls_and_node_auth(tmp_path):
     assert "partition-id" not in cmd
 
 
-@pytest.mark.slow(seconds=120)
+@pytest.mark.slow(seconds=105)
 def test_fedavg_sites_deployment_gives_the_simulations_numbers(tmp_path, monkeypatch):
     """Loopback SuperLink + one SuperNode per site file (TLS, node auth), the server holding
     only test.npz: the simulation's numbers of the same partitions (the core round loop,
@@ -101,7 +101,7 @@ def test_fedavg_sites_deployment_gives_the_simulations_numbers(tmp_path, monkeyp
     assert "refuses to join" in site_log and "not an .npz archive" in site_log
 
 
-@pytest.mark.slow(seconds=105)
+@pytest.mark.slow(seconds=110)
 def test_zda_sites_across_hosts_give_the_simulations_numbers(tmp_path, monkeypatch, hosts):
     """The multi-host recipe: a SuperLink host and three SuperNode hosts (network
     namespaces on a private bridge where root allows, else loopback), each SuperNode host

@@ -135,7 +135,7 @@ SECURE = (
 )
 
 
-@pytest.mark.slow(seconds=70)
+@pytest.mark.slow(seconds=55)
 def test_secure_aggregation_gives_the_plain_average(tmp_path, monkeypatch):
     """ZDAC under SecAgg+ ends where plain ZDAC does (same clients, seeds and client pools;
     the plain run through the core round loop, which the golden test holds equal to

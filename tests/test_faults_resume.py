@@ -90,7 +90,7 @@ def test_killed_supernode_round_finishes_with_remaining_replies(tmp_path):
     assert re.search(r"refused train reply from node \d+: client error", flwr_log)
 
 
-@pytest.mark.slow(seconds=90)
+@pytest.mark.slow(seconds=95)
 @pytest.mark.e2e
 def test_resumed_run_equals_uninterrupted_run_and_samples_the_same(tmp_path, monkeypatch):
     """ZDAS on 10 clients, 3 sampled per round: a run stopped after round 2 and resumed ends
