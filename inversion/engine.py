@@ -270,7 +270,6 @@ def invert(
         )
     ctx_all = context.detach().to(device) if context is not None else None
     bounds = pixel_bounds(spec.mean, spec.std, device)
-    bn_start, bn_end, outs = 0.0, 0.0, []
     with _frozen(model, student, device):
         bn = BNStatsLoss(model, cfg.first_bn_multiplier)
         if not bn.layers and cfg.bn > 0:
@@ -281,16 +280,7 @@ def invert(
             )
         run = _Batches(model, cfg, bn, steps, gen, bounds, student)
         try:
-            for start in range(0, n, cfg.batch_size):
-                xb = x_all[start : start + cfg.batch_size].to(device).requires_grad_(True)
-                yb = y_all[start : start + cfg.batch_size].to(device)
-                ctx = None
-                if ctx_all is not None and len(ctx_all):
-                    ctx = ctx_all[: max(1, round(len(ctx_all) * len(yb) / cfg.batch_size))]
-                x, correct, first, last = _invert_batch(run, xb, yb, ctx)
-                bn_start += first * yb.numel() / n
-                bn_end += last * yb.numel() / n
-                outs.append((x, correct))
+            outs, bn_start, bn_end = _invert_all(run, x_all, y_all, ctx_all, device)
         finally:
             bn.remove()
     x = torch.cat([o[0] for o in outs]) if outs else torch.empty(shape)
@@ -305,3 +295,28 @@ def invert(
         steps=steps,
         sample_steps_per_s=n * steps / seconds if seconds > 0 else 0.0,
     )
+
+
+def _invert_all(
+    run: _Batches,
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    ctx_all: torch.Tensor | None,
+    device: torch.device,
+) -> tuple[list[tuple[torch.Tensor, float]], float, float]:
+    """Every batch of ``x_all`` through ``run`` (each with its share of the context rows):
+    the batches' samples and correct counts, and the BN loss at the first and the last step,
+    weighted by batch size."""
+    n, size = len(y_all), run.cfg.batch_size
+    bn_start, bn_end, outs = 0.0, 0.0, []
+    for start in range(0, n, size):
+        xb = x_all[start : start + size].to(device).requires_grad_(True)
+        yb = y_all[start : start + size].to(device)
+        ctx = None
+        if ctx_all is not None and len(ctx_all):
+            ctx = ctx_all[: max(1, round(len(ctx_all) * len(yb) / size))]
+        x, correct, first, last = _invert_batch(run, xb, yb, ctx)
+        bn_start += first * yb.numel() / n
+        bn_end += last * yb.numel() / n
+        outs.append((x, correct))
+    return outs, bn_start, bn_end

@@ -9,7 +9,7 @@ import torch
 from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from fedcore.config import experiment_config
+from fedcore.config import ExperimentConfig, experiment_config
 from fedcore.data import DataSpec
 from fedcore.federation import Federation
 from fedcore.leakage import round_report
@@ -43,7 +43,9 @@ def rounds_of(cfg) -> Rounds:
     )
 
 
-def open_run(cfg, data: ServerData, model, strategy: AlgorithmStrategy) -> tuple[RunDir, int]:
+def open_run(
+    cfg: ExperimentConfig, data: ServerData, model, strategy: AlgorithmStrategy
+) -> tuple[RunDir, int]:
     """A new run directory (with the label mix when known), or the resumed one and the
     round to start from."""
     if cfg.resume:
@@ -111,12 +113,17 @@ def main(grid: Grid, context: Context) -> None:
         )
         return
     run.save_model(record_to_state(final))
-    done = cfg.rounds - start_round + 1
+    finish(run, cfg, data, start_round, total)
+
+
+def finish(run: RunDir, cfg: ExperimentConfig, data: ServerData, start: int, total: float) -> None:
+    """The run's ``summary.json`` (rounds, start-up, seconds, the last row) and its last line."""
+    done = cfg.rounds - start + 1
     run.write_json(
         "summary.json",
         {
             "rounds": cfg.rounds,
-            "resumed_at": start_round if cfg.resume else None,
+            "resumed_at": start if cfg.resume else None,
             "partition_map": "assign" if data.static_nodes else "query",
             **data.startup,
             "seconds": total,
@@ -130,7 +137,9 @@ def main(grid: Grid, context: Context) -> None:
     )
 
 
-def record_round(run: RunDir, out: RoundOutcome, cfg, data: ServerData, model, device) -> None:
+def record_round(
+    run: RunDir, out: RoundOutcome, cfg: ExperimentConfig, data: ServerData, model, device
+) -> None:
     """One round's row (central test when there is one, federated evaluation), images and
     leakage report; the global model is loaded into ``model``."""
     server_round = out.server_round
