@@ -181,6 +181,11 @@ def loss_weights(
     return (1.0 - a) * total / max(n, 1.0), a * total / num_synthetic
 
 
+# what zdac_augment reports every round (zeros where it makes no synthetic data)
+ZDAC_METRICS = ("syn-count", "inv-seconds", "inv-teacher-acc", "inv-bn-loss",
+                "inv-warm-fraction", "inv-warm-count", "syn-weight")  # fmt: skip
+
+
 def zdac_augment(
     global_model: nn.Module,
     label_counts: np.ndarray,
@@ -198,15 +203,7 @@ def zdac_augment(
     Updates ``bank`` in place. Returns no synthetic data before ``cfg.start_round`` or when
     the allocation is empty (an already balanced client under ``complement``).
     """
-    metrics = {
-        "syn-count": 0.0,
-        "inv-seconds": 0.0,
-        "inv-teacher-acc": 0.0,
-        "inv-bn-loss": 0.0,
-        "inv-warm-fraction": 0.0,
-        "inv-warm-count": 0.0,
-        "syn-weight": 0.0,
-    }
+    metrics = dict.fromkeys(ZDAC_METRICS, 0.0)
     if server_round < cfg.start_round:
         return ZdacOutcome(None, metrics)
     per_class = allocate(cfg.allocation, label_counts, cfg.budget)
@@ -217,30 +214,33 @@ def zdac_augment(
         global_model, labels, cfg.inversion, bank, server_round, cfg.bank_max_age, spec,
         device=device, seed=seed, offset=offset,
     )  # fmt: skip
-    teacher_logits = None
-    if cfg.kd_weight > 0:  # the global model's soft labels for the synthetic samples
-        was_training = global_model.training
-        global_model.eval()
-        with torch.no_grad():
-            teacher_logits = global_model(res.x.to(device)).cpu()
-        global_model.train(was_training)
-    metrics.update(
-        {
-            "syn-count": float(len(res.y)),
-            "inv-seconds": res.seconds,
-            "inv-teacher-acc": res.teacher_accuracy,
-            "inv-bn-loss": res.bn_loss_end,
-            "inv-warm-fraction": warm,
-            "inv-warm-count": float(round(warm * len(res.y))),
-        }
-    )
+    teacher_logits = _logits(global_model, res.x, device) if cfg.kd_weight > 0 else None
     real_w, syn_w = loss_weights(cfg, label_counts, len(res.y))
-    metrics["syn-weight"] = syn_w
+    metrics = {
+        "syn-count": float(len(res.y)),
+        "inv-seconds": res.seconds,
+        "inv-teacher-acc": res.teacher_accuracy,
+        "inv-bn-loss": res.bn_loss_end,
+        "inv-warm-fraction": warm,
+        "inv-warm-count": float(round(warm * len(res.y))),
+        "syn-weight": syn_w,
+    }
     syn = Synthetic(
         res.x, res.y, syn_w, teacher_logits, cfg.kd_weight, cfg.kd_temperature,
         real_weight=real_w, paired_batch_size=cfg.paired_batch_size,
     )  # fmt: skip
     return ZdacOutcome(syn, metrics)
+
+
+def _logits(model: nn.Module, x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``model``'s logits for ``x`` in eval mode, on the CPU (its mode restored): the global
+    model's soft labels for ZDAC's distillation."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(x.to(device)).cpu()
+    model.train(was_training)
+    return out
 
 
 def preview(syn: Synthetic, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
