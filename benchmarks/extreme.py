@@ -46,14 +46,12 @@ KNOBS = {  # label -> (algorithm, setting): each knob at its default and at its 
 LABELS = {m: (m, SETTINGS.get(m, "")) for m in METHODS} | KNOBS
 BASELINES = ("fedavg", "fedlc", "scaffold", *KNOBS)
 PARTITIONS = {"c1": METHODS, "c2": (*METHODS, *KNOBS)}
-# knob -> its default's label and its pick's label here, and the same values' tuning cells
+# knob -> the method, then its default and its pick: each as (label here, value)
 DEFAULTS = {
-    "fedlc.tau": (("fedlc@1", "fedlc"), ("fedlc-fedlc.tau=1", "fedlc-fedlc.tau=16")),
-    "fedprox.mu": (("fedprox@0.01", "fedprox@0.1"),
-                   ("fedprox-fedprox.mu=0.01", "fedprox-fedprox.mu=0.1")),
-    "qfedavg.q": (("qfedavg@1", "qfedavg@0.03"),
-                  ("qfedavg-qfedavg.q=1", "qfedavg-qfedavg.q=0.03")),
-}  # fmt: skip
+    "fedlc.tau": ("fedlc", ("fedlc@1", 1), ("fedlc", 16)),
+    "fedprox.mu": ("fedprox", ("fedprox@0.01", 0.01), ("fedprox@0.1", 0.1)),
+    "qfedavg.q": ("qfedavg", ("qfedavg@1", 1), ("qfedavg@0.03", 0.03)),
+}
 
 
 def regrets(accuracy: list[float]) -> list[float]:
@@ -71,21 +69,24 @@ def defaults(rows: list[dict], tuned: dict[str, dict]) -> list[str]:
              "shape (#C=2, mean of seeds 0-2) and the tuning shape (Dirichlet 0.1, seed 0).", "",
              "| knob | value | last 10 here | last 10 tuning | regret here / tuning | rule |",
              "|---|---|---|---|---|---|"]  # fmt: skip
-    for knob, (labels, trials) in DEFAULTS.items():
+    for knob, (method, *pair) in DEFAULTS.items():
+        labels = [label for label, _ in pair]
+        trials = [tuning.cell_name(method, knob, value) for _, value in pair]
         if not all((m, s) in by for m in labels for s in SEEDS) or not all(
             t in tuned for t in trials
         ):
             lines.append(f"| {knob} | | waiting for cells | | | |")
             continue
-        here = [float(np.mean([last10(by[m, s]) for s in SEEDS])) for m in labels]
-        there = [last10(tuned[t]) for t in trials]
-        worst = [max(a, b) for a, b in zip(regrets(here), regrets(there), strict=True)]
+        acc_here = [float(np.mean([last10(by[m, s]) for s in SEEDS])) for m in labels]
+        acc_there = [last10(tuned[t]) for t in trials]
+        here, there = regrets(acc_here), regrets(acc_there)
+        worst = [max(a, b) for a, b in zip(here, there, strict=True)]
         keep = min(range(2), key=lambda i: worst[i])  # ties keep the default
-        for i, (h, t) in enumerate(zip(here, there, strict=True)):
+        for i, (_, value) in enumerate(pair):
             role = ("default" if i == 0 else "pick") + (": **kept**" if i == keep else "")
-            value = trials[i].split("=")[1]
-            lines.append(f"| {knob} | {value} ({role}) | {h:.4f} | {t:.4f} | "
-                         f"{100 * regrets(here)[i]:.2f} / {100 * regrets(there)[i]:.2f} | "
+            lines.append(f"| {knob} | {value:g} ({role}) | {acc_here[i]:.4f} | "
+                         f"{acc_there[i]:.4f} | "
+                         f"{100 * here[i]:.2f} / {100 * there[i]:.2f} | "
                          f"largest {100 * worst[i]:.2f} |")  # fmt: skip
     return lines
 

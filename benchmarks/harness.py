@@ -262,9 +262,14 @@ def saved(cs: CellSet, results: Path) -> dict[str, dict]:
     return {n: json.loads(p.read_text()) for n in cs.cells if (p := out / f"{n}.json").is_file()}
 
 
+def kept(cs: CellSet, have: dict[str, dict]) -> dict[str, dict]:
+    """Of ``have`` (saved results by cell name), those that are kept (current or legacy)."""
+    return {n: r for n, r in have.items() if status(cs.cells[n], r) in CURRENT}
+
+
 def current(cs: CellSet, results: Path) -> dict[str, dict]:
     """The set's saved results that are kept (current or legacy), by cell name."""
-    return {n: r for n, r in saved(cs, results).items() if status(cs.cells[n], r) in CURRENT}
+    return kept(cs, saved(cs, results))
 
 
 def select(cs: CellSet, patterns: str) -> list[str]:
@@ -316,8 +321,9 @@ def main(cs: CellSet, doc: str, argv: list[str] | None = None) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
         run_missing(cs, names, results)
-    keep = current(cs, results)
-    if stale := [n for n in saved(cs, results) if n not in keep]:
+    have = saved(cs, results)  # read once: the kept results and the stale names
+    keep = kept(cs, have)
+    if stale := [n for n in have if n not in keep]:
         print(f"left out (stale: rerun them): {', '.join(stale)}")
     cs.report(list(keep.values()), results, not (a.quick or a.results))
     return 0

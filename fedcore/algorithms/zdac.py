@@ -216,15 +216,17 @@ def zdac_augment(
     )  # fmt: skip
     teacher_logits = _logits(global_model, res.x, device) if cfg.kd_weight > 0 else None
     real_w, syn_w = loss_weights(cfg, label_counts, len(res.y))
-    metrics = {
-        "syn-count": float(len(res.y)),
-        "inv-seconds": res.seconds,
-        "inv-teacher-acc": res.teacher_accuracy,
-        "inv-bn-loss": res.bn_loss_end,
-        "inv-warm-fraction": warm,
-        "inv-warm-count": float(round(warm * len(res.y))),
-        "syn-weight": syn_w,
-    }
+    metrics.update(  # in ZDAC_METRICS's order, as a round without synthetic data
+        {
+            "syn-count": float(len(res.y)),
+            "inv-seconds": res.seconds,
+            "inv-teacher-acc": res.teacher_accuracy,
+            "inv-bn-loss": res.bn_loss_end,
+            "inv-warm-fraction": warm,
+            "inv-warm-count": float(round(warm * len(res.y))),
+            "syn-weight": syn_w,
+        }
+    )
     syn = Synthetic(
         res.x, res.y, syn_w, teacher_logits, cfg.kd_weight, cfg.kd_temperature,
         real_weight=real_w, paired_batch_size=cfg.paired_batch_size,
